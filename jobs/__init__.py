@@ -1,0 +1,1 @@
+"""omnicdp pipeline steps (ingest, standardize, curate, publish) and their runtime."""

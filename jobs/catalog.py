@@ -1,0 +1,83 @@
+"""The one table catalog: every bronze, silver, gold and quarantine table and its path.
+
+No other module builds a table path; they ask the catalog, so moving the lakehouse to object
+storage is a setting (``OMNICDP_LAKEHOUSE=s3a://...``), not a code change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from jobs.settings import Settings
+
+
+class Layer(StrEnum):
+    BRONZE = "bronze"
+    SILVER = "silver"
+    GOLD = "gold"
+    QUARANTINE = "quarantine"
+    OPS = "ops"
+
+
+@dataclass(frozen=True)
+class Table:
+    layer: Layer
+    name: str
+    description: str
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    def path(self, settings: Settings) -> str:
+        """Where the Delta table lives under the configured lakehouse root."""
+        return f"{str(settings.lakehouse).rstrip('/')}/{self.layer}/{self.name}"
+
+
+BRONZE_POS = Table(Layer.BRONZE, "pos_transactions", "POS till exports, one row per basket")
+BRONZE_WEB = Table(Layer.BRONZE, "web_events", "web clickstream and account events")
+BRONZE_APP = Table(Layer.BRONZE, "app_events", "mobile app events")
+BRONZE_CALL_CENTER = Table(Layer.BRONZE, "call_center_calls", "call center CRM call log")
+BRONZE_SOCIAL = Table(Layer.BRONZE, "social_messages", "social DMs and mentions")
+QUARANTINE_ROWS = Table(Layer.QUARANTINE, "rejected_rows", "input lines that could not be parsed")
+INGESTED_FILES = Table(Layer.OPS, "ingested_files", "one row per landing file ingested")
+
+SILVER_CUSTOMER_RECORDS = Table(
+    Layer.SILVER, "customer_records", "one standardized identity record per source key"
+)
+SILVER_INTERACTIONS = Table(Layer.SILVER, "interactions", "every interaction in one schema")
+
+GOLD_IDENTITY_LINKS = Table(Layer.GOLD, "identity_links", "scored record pairs with evidence")
+GOLD_IDENTITY_XREF = Table(Layer.GOLD, "identity_xref", "source record -> customer_id")
+GOLD_CUSTOMER_ID_HISTORY = Table(Layer.GOLD, "customer_id_history", "merges and splits of ids")
+GOLD_CUSTOMER_PROFILE = Table(Layer.GOLD, "customer_profile", "golden record with provenance")
+
+ALL_TABLES: tuple[Table, ...] = (
+    BRONZE_POS,
+    BRONZE_WEB,
+    BRONZE_APP,
+    BRONZE_CALL_CENTER,
+    BRONZE_SOCIAL,
+    QUARANTINE_ROWS,
+    INGESTED_FILES,
+    SILVER_CUSTOMER_RECORDS,
+    SILVER_INTERACTIONS,
+    GOLD_IDENTITY_LINKS,
+    GOLD_IDENTITY_XREF,
+    GOLD_CUSTOMER_ID_HISTORY,
+    GOLD_CUSTOMER_PROFILE,
+)
+
+BRONZE_TABLES: dict[str, Table] = {
+    "pos": BRONZE_POS,
+    "web": BRONZE_WEB,
+    "app": BRONZE_APP,
+    "call_center": BRONZE_CALL_CENTER,
+    "social": BRONZE_SOCIAL,
+}
+
+
+def bronze_table(source: str) -> Table:
+    """The bronze table of one source system (names as in ``schemas.sources.SOURCES``)."""
+    return BRONZE_TABLES[source]

@@ -1,0 +1,445 @@
+"""Bronze: batch ingest of landing files into Delta, accounting for every line.
+
+Each new landing file is read as text lines with their 1-based line numbers, parsed against its
+source's contract (``schemas.sources``) and split into accepted rows (``bronze.<source>``) and
+rejected rows (``quarantine.rejected_rows``, with file, line and reason). Nothing is dropped:
+for every file, data lines = bronze rows + quarantined rows, and the manifest
+``ops.ingested_files`` records those counts.
+
+Idempotency: a file already in the manifest is skipped; bronze and quarantine writes are
+insert-only MERGEs keyed by (source_file, line_no), so a run killed half-way is completed, not
+duplicated, by the next one. The same content delivered again under another name is quarantined
+line by line as a duplicate delivery, naming the original file.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from jobs.catalog import INGESTED_FILES, QUARANTINE_ROWS
+from jobs.catalog import bronze_table as bronze_table_for
+from jobs.settings import Settings
+from schemas.sources import SOURCES, FileFormat, SourceSpec
+
+log = logging.getLogger(__name__)
+
+METADATA_COLUMNS = ("source_file", "line_no", "landing_date", "batch_id", "ingested_at", "_raw")
+_CSV_FIELD_SPLIT = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'  # commas outside double quotes
+_CORRUPT = "_corrupt_record"
+_MAX_CSV_FIELDS = 64  # a line with more fields than this is rejected by the field count anyway
+_PRIME = 2_147_483_647  # keeps per-line hashes small enough to sum without overflow
+
+
+@dataclass
+class FileReport:
+    """What happened to one landing file."""
+
+    source_file: str
+    lines: int
+    header_lines: int
+    bronze_rows: int
+    quarantined_rows: int
+    note: str = ""
+
+    @property
+    def reconciled(self) -> bool:
+        return self.lines - self.header_lines == self.bronze_rows + self.quarantined_rows
+
+
+@dataclass
+class SourceReport:
+    source: str
+    files: list[FileReport] = field(default_factory=list)
+    skipped_files: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def bronze_rows(self) -> int:
+        return sum(f.bronze_rows for f in self.files)
+
+    @property
+    def quarantined_rows(self) -> int:
+        return sum(f.quarantined_rows for f in self.files)
+
+    @property
+    def input_lines(self) -> int:
+        return sum(f.lines - f.header_lines for f in self.files)
+
+
+@dataclass
+class IngestSummary:
+    batch_id: str
+    sources: dict[str, SourceReport]
+
+    @property
+    def reconciled(self) -> bool:
+        return all(f.reconciled for s in self.sources.values() for f in s.files)
+
+
+def ingest_batch(
+    spark: SparkSession, settings: Settings, sources: tuple[str, ...] = tuple(SOURCES)
+) -> IngestSummary:
+    """Ingest every landing file not yet ingested, for the given sources."""
+    batch_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    reports = {}
+    for name in sources:
+        spec = SOURCES[name]
+        reports[name] = ingest_source(spark, settings, spec, batch_id)
+        log.info(
+            "ingest %s: %d new files, %d lines -> %d bronze + %d quarantined",
+            name,
+            len(reports[name].files),
+            reports[name].input_lines,
+            reports[name].bronze_rows,
+            reports[name].quarantined_rows,
+        )
+    return IngestSummary(batch_id=batch_id, sources=reports)
+
+
+def ingest_source(
+    spark: SparkSession, settings: Settings, spec: SourceSpec, batch_id: str
+) -> SourceReport:
+    """Ingest one source's new files into its bronze table and the quarantine."""
+    report = SourceReport(spec.name)
+    landing_uri, files = list_landing_files(spark, settings, spec)
+    known = ingested_files(spark, settings)
+    new_files = {
+        f: _relative(f, landing_uri) for f in files if _relative(f, landing_uri) not in known
+    }
+    report.skipped_files = len(files) - len(new_files)
+    if not new_files:
+        return report
+    lines = read_lines(spark, list(new_files), landing_uri)
+    stats = file_stats(lines, list(new_files.values()))
+    duplicates = duplicate_deliveries(spark, settings, stats)
+    accepted, rejected = parse_lines(lines, spec, duplicates)
+    stamp = {"batch_id": F.lit(batch_id), "ingested_at": F.current_timestamp()}
+    merge_insert_only(
+        spark, bronze_table_for(spec.name).path(settings), accepted.withColumns(stamp)
+    )
+    merge_insert_only(spark, QUARANTINE_ROWS.path(settings), rejected.withColumns(stamp))
+    report.files, report.quarantine_reasons = count_outcomes(spark, settings, spec, stats)
+    for f in report.files:
+        f.note = _file_note(f.lines, duplicates.get(f.source_file))
+    record_manifest(spark, settings, spec, stats, report.files, batch_id)
+    return report
+
+
+def list_landing_files(
+    spark: SparkSession, settings: Settings, spec: SourceSpec
+) -> tuple[str, list[str]]:
+    """List ``<landing>/<source>/<date>/*.<ext>`` through Hadoop, so object stores work too."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    root = jvm.org.apache.hadoop.fs.Path(str(settings.landing))
+    fs = root.getFileSystem(conf)
+    landing_uri = fs.makeQualified(root).toString().rstrip("/") + "/"
+    pattern = jvm.org.apache.hadoop.fs.Path(f"{landing_uri}{spec.name}/*/*.{spec.file_format}")
+    statuses = fs.globStatus(pattern) or []
+    return landing_uri, sorted(s.getPath().toString() for s in statuses if s.isFile())
+
+
+def _relative(uri: str, landing_uri: str) -> str:
+    return uri[len(landing_uri) :] if uri.startswith(landing_uri) else uri
+
+
+def ingested_files(spark: SparkSession, settings: Settings) -> set[str]:
+    """Files already in the manifest: one small row per file, fine to bring to the driver."""
+    if not DeltaTable.isDeltaTable(spark, INGESTED_FILES.path(settings)):
+        return set()
+    rows = spark.read.format("delta").load(INGESTED_FILES.path(settings)).select("source_file")
+    return {r.source_file for r in rows.collect()}
+
+
+def read_lines(spark: SparkSession, files: list[str], landing_uri: str) -> DataFrame:
+    """Text lines with file (relative to landing), 1-based line number and landing date.
+
+    Line numbers come from the read order within each file; the window is per file, so one
+    task sorts one file and nothing is gathered on the driver.
+    """
+    raw = spark.read.text(files).select(
+        F.col("value"),
+        F.col("_metadata.file_path").alias("file_uri"),
+        F.monotonically_increasing_id().alias("_pos"),
+    )
+    relative = F.expr(f"substring(file_uri, {len(landing_uri) + 1})")
+    return raw.select(
+        relative.alias("source_file"),
+        F.row_number().over(Window.partitionBy("file_uri").orderBy("_pos")).alias("line_no"),
+        F.regexp_extract(relative, r"^[^/]+/(\d{4}-\d{2}-\d{2})/", 1).alias("landing_date"),
+        F.col("value").alias("_raw"),
+    )
+
+
+@dataclass(frozen=True)
+class FileStat:
+    source_file: str
+    lines: int
+    fingerprint: str
+
+
+def file_stats(lines: DataFrame, files: list[str]) -> list[FileStat]:
+    """Per file: line count and an order-sensitive content fingerprint (computed distributed).
+
+    Empty files have no lines to group, so they are added from the file list with zero lines.
+    """
+    rows = (
+        lines.groupBy("source_file")
+        .agg(
+            F.count("*").alias("lines"),
+            F.concat_ws(
+            "-",
+            F.sum(F.pmod(F.xxhash64("line_no", "_raw"), F.lit(_PRIME))),
+            F.sum(F.pmod(F.hash("line_no", "_raw"), F.lit(_PRIME))),
+        ).alias("fingerprint"),
+        )
+        .collect()
+    )  # one row per new file
+    found = {r.source_file: FileStat(r.source_file, r["lines"], r.fingerprint) for r in rows}
+    return [found.get(f, FileStat(f, 0, "")) for f in sorted(files)]
+
+
+def duplicate_deliveries(
+    spark: SparkSession, settings: Settings, stats: list[FileStat]
+) -> dict[str, str]:
+    """Map each new file whose content was already delivered to the file that delivered it."""
+    seen: dict[tuple[int, str], str] = {}
+    non_empty = [s for s in stats if s.lines > 0]
+    if non_empty and DeltaTable.isDeltaTable(spark, INGESTED_FILES.path(settings)):
+        manifest = spark.read.format("delta").load(INGESTED_FILES.path(settings))
+        matches = manifest.where(F.col("fingerprint").isin([s.fingerprint for s in non_empty]))
+        for r in matches.collect():
+            seen[(r.lines, r.fingerprint)] = r.source_file
+    duplicates = {}
+    for stat in non_empty:
+        key = (stat.lines, stat.fingerprint)
+        if key in seen:
+            duplicates[stat.source_file] = seen[key]
+        else:
+            seen[key] = stat.source_file
+    return duplicates
+
+
+def parse_lines(
+    lines: DataFrame, spec: SourceSpec, duplicates: dict[str, str] | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """Split lines into bronze rows and quarantine rows (with reasons); headers are neither."""
+    if spec.file_format == FileFormat.CSV:
+        parsed, structural = _parse_csv(lines, spec)
+    else:
+        parsed, structural = _parse_json(lines, spec)
+    checks = [_duplicate_check(duplicates or {}), _utf8_check(), structural]
+    checks += [_required_check(c) for c in spec.required]
+    checks += [_typed_check(c, t) for c, t in spec.typed.items()]
+    parsed = parsed.withColumn("reason", F.coalesce(*checks))
+    accepted = parsed.where(F.col("reason").isNull()).select(
+        *[F.col(f"`{c}`") for c in spec.columns],
+        *[c for c in METADATA_COLUMNS if c not in ("batch_id", "ingested_at")],
+    )
+    rejected = parsed.where(F.col("reason").isNotNull()).select(
+        F.lit(spec.name).alias("source"),
+        "source_file",
+        "line_no",
+        "landing_date",
+        "reason",
+        "_raw",
+    )
+    return accepted, rejected
+
+
+def _parse_csv(lines: DataFrame, spec: SourceSpec) -> tuple[DataFrame, Column]:
+    """Parse CSV data lines by each file's own header, so reordered columns still map by name."""
+    header = F.transform(F.split(F.regexp_replace("_raw", "^\ufeff", ""), ","), F.trim)
+    headers = lines.where("line_no = 1").select("source_file", header.alias("_header"))
+    data = lines.where("line_no > 1").join(F.broadcast(headers), "source_file")
+    header_size = F.size("_header")
+    field_count = F.size(F.split("_raw", _CSV_FIELD_SPLIT, -1))
+    token_schema = ", ".join(f"f{i} string" for i in range(_MAX_CSV_FIELDS))
+    data = data.withColumn("_tokens", F.from_csv("_raw", token_schema, {"mode": "PERMISSIVE"}))
+    tokens = F.array(*[F.col(f"_tokens.f{i}") for i in range(_MAX_CSV_FIELDS)])
+    data = data.withColumns(
+        {c: F.get(tokens, F.array_position("_header", c).cast("int") - 1) for c in spec.columns}
+    )
+    missing = F.array_compact(
+        F.array(*[F.when(~F.array_contains("_header", c), F.lit(c)) for c in spec.required])
+    )
+    structural = F.coalesce(
+        F.when(
+            F.size(missing) > 0,
+            F.concat(F.lit("missing column(s) in header: "), F.array_join(missing, ", ")),
+        ),
+        F.when(
+            F.length(F.regexp_replace("_raw", '[^"]', "")) % 2 == 1,
+            F.lit("unbalanced double quote (truncated line?)"),
+        ),
+        F.when(
+            field_count != header_size,
+            F.format_string("expected %d fields, found %d", header_size, field_count),
+        ),
+    )
+    return data, structural
+
+
+def _parse_json(lines: DataFrame, spec: SourceSpec) -> tuple[DataFrame, Column]:
+    """Parse JSON lines against the source layout; unknown fields are kept only in ``_raw``."""
+    schema = spec.schema.add(_CORRUPT, "string")
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    data = lines.withColumn("_json", F.from_json("_raw", schema, options)).select(
+        "*",
+        *[F.col(f"_json.`{c}`").alias(c) for c in spec.columns],
+        F.col(f"_json.{_CORRUPT}").alias(_CORRUPT),
+    )
+    is_object = F.trim("_raw").startswith("{") & F.get_json_object("_raw", "$").isNotNull()
+    structural = F.when(
+        F.col(_CORRUPT).isNotNull(),
+        F.when(
+            is_object,
+            F.lit(
+                f"JSON does not match the {spec.name} layout (a nested field "
+                "holds the wrong kind of value)"
+            ),
+        ).otherwise(F.lit("not a JSON object (malformed or truncated line)")),
+    )
+    return data, structural
+
+
+def _duplicate_check(duplicates: dict[str, str]) -> Column:
+    mapping = (
+        F.create_map(*[F.lit(x) for pair in duplicates.items() for x in pair])
+        if duplicates
+        else None
+    )
+    if mapping is None:
+        return F.lit(None).cast("string")
+    original = mapping[F.col("source_file")]
+    return F.when(original.isNotNull(), F.concat(F.lit("duplicate delivery of "), original))
+
+
+def _utf8_check() -> Column:
+    return F.when(~F.expr("is_valid_utf8(_raw)"), F.lit("invalid UTF-8 bytes in line"))
+
+
+def _required_check(column: str) -> Column:
+    value = F.col(column)
+    return F.when(value.isNull() | (F.trim(value) == ""), F.lit(f"missing required field {column}"))
+
+
+def _typed_check(column: str, sql_type: str) -> Column:
+    value = F.col(column)
+    present = value.isNotNull() & (F.trim(value) != "")
+    bad = present & F.expr(f"try_cast(trim({_quoted(column)}) as {sql_type})").isNull()
+    return F.when(bad, F.lit(f"field {column} is not a valid {sql_type.split('(')[0]}"))
+
+
+def _quoted(column: str) -> str:
+    return ".".join(f"`{part}`" for part in column.split("."))
+
+
+def merge_insert_only(spark: SparkSession, path: str, rows: DataFrame) -> None:
+    """Insert rows whose (source_file, line_no) is not in the table yet; create it if absent."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        rows.limit(0).write.format("delta").partitionBy("landing_date").save(path)
+    dates = [r.landing_date for r in rows.select("landing_date").distinct().collect()]
+    prune = F.col("t.landing_date").isin(dates) if dates else F.lit(False)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(
+            rows.alias("s"),
+            prune
+            & (F.col("t.source_file") == F.col("s.source_file"))
+            & (F.col("t.line_no") == F.col("s.line_no")),
+        )
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def count_outcomes(
+    spark: SparkSession, settings: Settings, spec: SourceSpec, stats: list[FileStat]
+) -> tuple[list[FileReport], dict[str, int]]:
+    """Count, per new file, its bronze and quarantined rows, and the quarantine reasons."""
+    files = [s.source_file for s in stats]
+    bronze = _rows_of(spark, bronze_table_for(spec.name).path(settings), files)
+    quarantine = _rows_of(spark, QUARANTINE_ROWS.path(settings), files)
+    bronze_counts = {
+        r.source_file: r["count"] for r in bronze.groupBy("source_file").count().collect()
+    }
+    quarantine_counts: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for r in quarantine.groupBy("source_file", "reason").count().collect():
+        quarantine_counts[r.source_file] = quarantine_counts.get(r.source_file, 0) + r["count"]
+        reasons[r.reason] = reasons.get(r.reason, 0) + r["count"]
+    header_lines = 1 if spec.file_format == FileFormat.CSV else 0
+    reports = [
+        FileReport(
+            source_file=s.source_file,
+            lines=s.lines,
+            header_lines=min(header_lines, s.lines),
+            bronze_rows=bronze_counts.get(s.source_file, 0),
+            quarantined_rows=quarantine_counts.get(s.source_file, 0),
+        )
+        for s in stats
+    ]
+    return reports, reasons
+
+
+def _rows_of(spark: SparkSession, path: str, files: list[str]) -> DataFrame:
+    """Rows of the given files only; the landing_date filter lets Delta prune partitions."""
+    dates = sorted({f.split("/")[1] for f in files if f.count("/") >= 2})
+    table = spark.read.format("delta").load(path)
+    return table.where(F.col("landing_date").isin(dates) & F.col("source_file").isin(files))
+
+
+def _file_note(lines: int, duplicate_of: str | None) -> str:
+    if lines == 0:
+        return "empty file"
+    if duplicate_of:
+        return f"duplicate delivery of {duplicate_of}"
+    return ""
+
+
+def record_manifest(
+    spark: SparkSession,
+    settings: Settings,
+    spec: SourceSpec,
+    stats: list[FileStat],
+    reports: list[FileReport],
+    batch_id: str,
+) -> None:
+    """Add the new files to the manifest, after their rows are written (so a crash re-runs them)."""
+    fingerprints = {s.source_file: s.fingerprint for s in stats}
+    manifest = spark.createDataFrame(
+        [
+            (
+                spec.name,
+                f.source_file,
+                f.lines,
+                fingerprints[f.source_file],
+                f.bronze_rows,
+                f.quarantined_rows,
+                f.note,
+                batch_id,
+            )
+            for f in reports
+        ],
+        "source string, source_file string, lines long, fingerprint string, bronze_rows long,"
+        " quarantined_rows long, note string, batch_id string",
+    ).withColumn("ingested_at", F.current_timestamp())
+    path = INGESTED_FILES.path(settings)
+    if not DeltaTable.isDeltaTable(spark, path):
+        manifest.limit(0).write.format("delta").save(path)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(manifest.alias("s"), "t.source_file = s.source_file")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )

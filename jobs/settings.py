@@ -1,0 +1,78 @@
+"""One typed settings object for every step.
+
+Values come, in increasing priority, from defaults that run locally, an optional YAML file
+(``OMNICDP_CONFIG=path.yaml``) and ``OMNICDP_*`` environment variables, so the same code runs
+on a laptop and on a cluster: configuration, not code, chooses the engine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``OMNICDP_CONFIG``; missing variable means no file."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("OMNICDP_CONFIG")
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as err:
+            raise ValueError(
+                f"OMNICDP_CONFIG={path}: cannot read the file ({err.strerror})"
+            ) from err
+        if not isinstance(data, dict):
+            raise ValueError(f"OMNICDP_CONFIG={path}: expected a mapping of setting: value")
+        return data
+
+
+class Settings(BaseSettings):
+    """Everything a step may need to know about where it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="OMNICDP_", extra="forbid")
+
+    lakehouse: Path = Field(Path("lakehouse"), description="root folder (or URI) of all tables")
+    landing: Path = Field(Path("landing"), description="where source systems drop their files")
+    spark_master: str = Field("local[*]", description="Spark master URL; local[*] runs in-process")
+    shuffle_partitions: int = Field(
+        8, description="spark.sql.shuffle.partitions; small data wants few"
+    )
+    driver_memory: str = Field("4g", description="spark.driver.memory for local runs")
+    jars_dir: Path = Field(PROJECT_ROOT / ".jars", description="cache of the Delta JVM jars")
+    match_threshold: float = Field(0.9, description="match probability at which records cluster")
+    model_path: Path | None = Field(None, description="saved Splink model; default under lakehouse")
+    serving_url: str | None = Field(None, description="serving store; default SQLite in lakehouse")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+    @property
+    def resolved_model_path(self) -> Path:
+        """The saved model's location: configured, or beside the tables it was trained on."""
+        return self.model_path or self.lakehouse / "models" / "splink_model.json"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Run reports, charts and HTML written for people to look at."""
+        return self.lakehouse / "reports"

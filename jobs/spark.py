@@ -1,0 +1,105 @@
+"""The one SparkSession factory: Delta enabled, Splink's similarity UDFs on the classpath.
+
+Delta's JVM jars are fetched from Maven Central once, with Maven, into ``Settings.jars_dir``
+(``.jars/`` in the project) and passed as ``spark.jars``; later runs use the cache and work
+offline, and on a cluster Spark ships the same files to the executors.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from jobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The JVM side of the pinned delta-spark Python package (pyspark 4.2 -> artifact suffix _4.2_2.13).
+DELTA_VERSION = "4.4.0"
+DELTA_ARTIFACTS = (
+    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",
+    f"io.delta:delta-storage:{DELTA_VERSION}",
+)
+
+
+def _jar_name(artifact: str) -> str:
+    _group, name, version = artifact.split(":")
+    return f"{name}-{version}.jar"
+
+
+def ensure_delta_jars(jars_dir: Path) -> list[Path]:
+    """Return the Delta jars, downloading any that are missing with ``mvn dependency:copy``."""
+    installed = importlib.metadata.version("delta-spark")
+    if installed != DELTA_VERSION:
+        raise RuntimeError(
+            f"delta-spark {installed} is installed but omnicdp is tested with {DELTA_VERSION}; "
+            "reinstall with `make venv`"
+        )
+    jars_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for artifact in DELTA_ARTIFACTS:
+        path = jars_dir / _jar_name(artifact)
+        if not path.exists():
+            _fetch_with_maven(artifact, jars_dir)
+        paths.append(path)
+    return paths
+
+
+def _fetch_with_maven(artifact: str, jars_dir: Path) -> None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise RuntimeError(
+            f"{artifact} is not cached in {jars_dir} and Maven (mvn) is not installed to fetch it"
+        )
+    log.info("fetching %s into %s", artifact, jars_dir)
+    result = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "dependency:copy",
+            f"-Dartifact={artifact}",
+            f"-DoutputDirectory={jars_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"mvn could not fetch {artifact}:\n{result.stdout[-2000:]}")
+
+
+def _splink_jar() -> str:
+    from splink.backends.spark import similarity_jar_location
+
+    return similarity_jar_location()
+
+
+def get_spark(settings: Settings, app_name: str = "omnicdp") -> SparkSession:
+    """Build (or return the running) SparkSession configured for Delta and Splink."""
+    jars = [str(p) for p in ensure_delta_jars(settings.jars_dir)] + [_splink_jar()]
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.jars", ",".join(jars))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", settings.driver_memory)
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setCheckpointDir(str(settings.lakehouse / "_checkpoints" / "spark"))
+    return spark

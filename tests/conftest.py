@@ -1,0 +1,33 @@
+"""One real SparkSession with Delta and Splink for the whole test session, on a temp lakehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs.settings import Settings
+from jobs.spark import get_spark
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    root = tmp_path_factory.mktemp("spark")
+    session = get_spark(
+        Settings(lakehouse=root / "lakehouse", spark_master="local[2]", shuffle_partitions=4)
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for one test: its own lakehouse and landing folders."""
+    return Settings(
+        lakehouse=tmp_path / "lakehouse",
+        landing=tmp_path / "landing",
+        spark_master="local[2]",
+        shuffle_partitions=4,
+    )
