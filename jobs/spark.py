@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -83,6 +85,9 @@ def _splink_jar() -> str:
 def get_spark(settings: Settings, app_name: str = "omnicdp") -> SparkSession:
     """Build (or return the running) SparkSession configured for Delta and Splink."""
     jars = [str(p) for p in ensure_delta_jars(settings.jars_dir)] + [_splink_jar()]
+    # Python UDF workers must run the interpreter that has our packages (not the system one);
+    # on a cluster the deployment sets PYSPARK_PYTHON and this default does not apply.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)

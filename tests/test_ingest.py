@@ -32,9 +32,7 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 def pos_file(settings: Settings, name: str, rows: list[str], header: str = POS_HEADER) -> Path:
-    return write(
-        settings.landing / "pos" / "2026-11-01" / name, "\n".join([header, *rows]) + "\n"
-    )
+    return write(settings.landing / "pos" / "2026-11-01" / name, "\n".join([header, *rows]) + "\n")
 
 
 def web_event(event_id: str, **extra: object) -> str:

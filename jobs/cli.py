@@ -1,0 +1,266 @@
+"""The ``omnicdp`` command: every pipeline step, callable by hand, by Airflow or by cron.
+
+Each subcommand builds the settings (``--config``, ``OMNICDP_*``), starts Spark if the step
+needs it, calls the same job function the DAGs call, and prints a short summary. Exit status
+is 0 on success, 1 when a step fails, 2 on a usage error, like any Unix tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from jobs.settings import Settings
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if args.config:
+        os.environ["OMNICDP_CONFIG"] = str(args.config)
+    overrides = {k: v for k in ("lakehouse", "landing") if (v := getattr(args, k, None))}
+    return Settings(**overrides)
+
+
+def _spark(settings: Settings) -> Any:
+    from jobs.spark import get_spark
+
+    with console.status("starting Spark"):
+        return get_spark(settings)
+
+
+def _progress(message: str) -> None:
+    console.log(message)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Fetch and cache the Delta jars, so later runs work offline."""
+    from jobs.spark import ensure_delta_jars
+
+    settings = _settings(args)
+    jars = ensure_delta_jars(settings.jars_dir)
+    out.print(f"Delta jars ready in {settings.jars_dir} ({len(jars)} files)")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from jobs.simulate import simulate
+
+    summary = simulate(
+        args.out, people=args.people, seed=args.seed, days=args.days, progress=_progress
+    )
+    out.print(summary)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from jobs.ingest import ingest_batch
+    from schemas.sources import SOURCES
+
+    settings = _settings(args)
+    summary = ingest_batch(_spark(settings), settings, tuple(args.source or SOURCES))
+    table = RichTable(
+        "source",
+        "new files",
+        "skipped",
+        "lines",
+        "bronze",
+        "quarantined",
+        title=f"ingest batch {summary.batch_id}",
+    )
+    for name, s in summary.sources.items():
+        table.add_row(
+            name,
+            str(len(s.files)),
+            str(s.skipped_files),
+            str(s.input_lines),
+            str(s.bronze_rows),
+            str(s.quarantined_rows),
+        )
+    out.print(table)
+    for name, s in summary.sources.items():
+        for reason, count in sorted(s.quarantine_reasons.items()):
+            out.print(f"  quarantined {name}: {count} x {reason}")
+        for f in s.files:
+            if f.note:
+                out.print(f"  note {f.source_file}: {f.note}")
+    return 0 if summary.reconciled else 1
+
+
+def cmd_standardize(args: argparse.Namespace) -> int:
+    from jobs.standardize import standardize
+
+    settings = _settings(args)
+    summary = standardize(_spark(settings), settings)
+    out.print(f"customer records: {summary.customer_records}")
+    out.print(f"interactions: {summary.interactions}")
+    return 0
+
+
+def cmd_identity_train(args: argparse.Namespace) -> int:
+    from identity import train_model
+
+    settings = _settings(args)
+    out.print(train_model(_spark(settings), settings))
+    return 0
+
+
+def cmd_identity_resolve(args: argparse.Namespace) -> int:
+    from identity import resolve_identities
+
+    settings = _settings(args)
+    out.print(resolve_identities(_spark(settings), settings, retrain=args.retrain))
+    return 0
+
+
+def cmd_identity_evaluate(args: argparse.Namespace) -> int:
+    from identity import evaluate
+
+    settings = _settings(args)
+    result = evaluate(_spark(settings), settings, args.truth)
+    table = RichTable("metric", "value", title="identity vs. truth")
+    for key, value in result.to_dict().items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jobs.demo import demo_settings, run_demo
+
+    settings = demo_settings(args.workdir, _settings(args))
+    summary = run_demo(
+        _spark(settings),
+        settings,
+        people=args.people,
+        seed=args.seed,
+        days=args.days,
+        progress=_progress,
+    )
+    _print_demo(summary)
+    return 0
+
+
+def _print_demo(summary: Any) -> None:
+    records = RichTable("source", "bronze rows", "customer records", title="records per source")
+    for source, count in summary.records_per_source.items():
+        records.add_row(source, str(summary.bronze_rows_per_source.get(source, 0)), str(count))
+    out.print(records)
+    out.print(
+        f"quarantined rows: {summary.quarantined_rows}   interactions: {summary.interactions}"
+    )
+    out.print(f"customers found: {summary.customers_found}   true people: {summary.true_people}")
+    quality = RichTable("", "precision", "recall", "F1", title="identity vs. truth")
+    for name, m in (("pairwise", summary.pairwise), ("B-cubed", summary.bcubed)):
+        quality.add_row(name, *(f"{m[k]:.4f}" for k in ("precision", "recall", "f1")))
+    out.print(quality)
+    steps = RichTable("step", "seconds", title="time per step")
+    for step, seconds in summary.seconds_per_step.items():
+        steps.add_row(step, f"{seconds:.1f}")
+    out.print(steps)
+    out.print("tables:")
+    for name, path in summary.tables.items():
+        out.print(f"  {name:<32} {path}")
+    out.print(f"summary written to {summary.report_path}")
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="omnicdp", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="YAML settings file (else OMNICDP_CONFIG)")
+    parser.add_argument("--lakehouse", type=Path, help="lakehouse root (else OMNICDP_LAKEHOUSE)")
+    parser.add_argument("--landing", type=Path, help="landing folder (else OMNICDP_LANDING)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step's details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, parent=commands):
+        sub = parent.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(func=func)
+        return sub
+
+    add("setup", cmd_setup, "fetch and cache the Delta jars (later runs work offline)")
+
+    sim = add("simulate", cmd_simulate, "write realistic landing files for five sources")
+    sim.add_argument("--people", type=int, default=2000, help="people to simulate (2000)")
+    sim.add_argument("--seed", type=int, default=7, help="random seed; same seed, same files (7)")
+    sim.add_argument("--days", type=int, default=7, help="days of activity (7)")
+    sim.add_argument("--out", type=Path, required=True, help="landing folder to write")
+
+    ingest = add("ingest", cmd_ingest, "ingest new landing files into bronze (batch)")
+    ingest.add_argument(
+        "--source",
+        action="append",
+        choices=_source_names(),
+        help="only this source (repeatable); default all",
+    )
+
+    add("standardize", cmd_standardize, "rebuild silver customer records and interactions")
+
+    identity_help = "train, resolve and evaluate identities"
+    identity = commands.add_parser("identity", help=identity_help, description=identity_help)
+    identity_cmds = identity.add_subparsers(
+        dest="identity_command", required=True, metavar="COMMAND"
+    )
+    add("train", cmd_identity_train, "train the Splink model and save it", identity_cmds)
+    resolve = add(
+        "resolve", cmd_identity_resolve, "link records into customers (gold tables)", identity_cmds
+    )
+    resolve.add_argument("--retrain", action="store_true", help="train before resolving")
+    evaluate = add(
+        "evaluate",
+        cmd_identity_evaluate,
+        "compare gold.identity_xref with a truth file",
+        identity_cmds,
+    )
+    evaluate.add_argument(
+        "--truth", type=Path, required=True, help="CSV with source,source_key,person_id"
+    )
+
+    demo = add("demo", cmd_demo, "simulate data and run the whole pipeline on it")
+    demo.add_argument("--people", type=int, default=2000, help="people to simulate (2000)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    demo.add_argument("--days", type=int, default=7, help="days of activity (7)")
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("demo"),
+        help="folder for the demo's landing files and lakehouse (./demo)",
+    )
+    return parser
+
+
+def _source_names() -> list[str]:
+    from schemas.sources import SOURCES
+
+    return list(SOURCES)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,533 @@
+"""Silver: standardized customer records and one interaction schema, rebuilt from bronze.
+
+``silver.customer_records`` has one row per identity record (a loyalty card, a web login, an
+app account, a call-center case, a social handle) with names cleaned, emails normalized, phones
+in E.164 (parsed with ``phonenumbers``), dates parsed and consent as booleans. Attributes that
+vary between a record's rows (a name typed differently at each visit) take the most recent
+non-empty value. ``silver.interactions`` has every bronze row as one event in UTC.
+
+Both tables are rebuilt from bronze on every run and replaced atomically (Delta overwrite), so
+re-running changes nothing and a failed run leaves the previous version readable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+import phonenumbers
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
+from jobs.settings import Settings
+from schemas.sources import APP, CALL_CENTER, POS, SOCIAL, WEB
+from schemas.tables import CUSTOMER_RECORDS, INTERACTIONS, conform
+
+log = logging.getLogger(__name__)
+
+COUNTRY_TIMEZONES = {"KR": "Asia/Seoul", "US": "America/New_York"}
+FALLBACK_PHONE_REGIONS = ("KR", "US")  # for sources that do not say where the customer is
+_EMAIL_SHAPE = r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
+_EMAIL_IN_TEXT = r"([A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
+_PHONE_IN_TEXT = r"(\+?\d[\d\s().-]{7,}\d)"
+_ADDRESS_WORDS = {
+    r"\bstreet\b": "st",
+    r"\bavenue\b": "ave",
+    r"\broad\b": "rd",
+    r"\bboulevard\b": "blvd",
+    r"\bdrive\b": "dr",
+    r"\blane\b": "ln",
+    r"\bapartment\b": "apt",
+    r"\bsuite\b": "ste",
+    r"#\s*": "apt ",
+}
+
+
+@dataclass
+class StandardizeSummary:
+    customer_records: dict[str, int]
+    interactions: dict[str, int]
+
+    @property
+    def total_records(self) -> int:
+        return sum(self.customer_records.values())
+
+    @property
+    def total_interactions(self) -> int:
+        return sum(self.interactions.values())
+
+
+def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
+    """Rebuild both silver tables from whatever bronze holds."""
+    bronze = {name: _read(spark, bronze_table(name).path(settings)) for name in _SOURCES}
+    present = {name: df for name, df in bronze.items() if df is not None}
+    records = _union([_RECORD_BUILDERS[name](df) for name, df in present.items()])
+    interactions = _union([_INTERACTION_BUILDERS[name](df) for name, df in present.items()])
+    interactions = _stitch_anonymous(interactions)
+    records = _with_activity(conform(records, CUSTOMER_RECORDS), interactions)
+    interactions = _dedupe_interactions(conform(interactions, INTERACTIONS))
+    _overwrite(conform(records, CUSTOMER_RECORDS), SILVER_CUSTOMER_RECORDS.path(settings))
+    _overwrite(interactions, SILVER_INTERACTIONS.path(settings))
+    summary = StandardizeSummary(
+        customer_records=_counts_by_source(spark, SILVER_CUSTOMER_RECORDS.path(settings)),
+        interactions=_counts_by_source(spark, SILVER_INTERACTIONS.path(settings)),
+    )
+    log.info(
+        "standardize: %d customer records, %d interactions",
+        summary.total_records,
+        summary.total_interactions,
+    )
+    return summary
+
+
+def _read(spark: SparkSession, path: str) -> DataFrame | None:
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return spark.read.format("delta").load(path)
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame, allowMissingColumns=True)
+    return result
+
+
+def _overwrite(df: DataFrame, path: str) -> None:
+    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+
+
+def _counts_by_source(spark: SparkSession, path: str) -> dict[str, int]:
+    rows = spark.read.format("delta").load(path).groupBy("source").count().collect()
+    return {r.source: r["count"] for r in rows}
+
+
+# --- value standardization -------------------------------------------------------------------
+
+
+def blank_to_null(col: Column | str) -> Column:
+    """Trimmed value, or null when nothing is left (sources send '' for missing)."""
+    value = F.trim(F.col(col) if isinstance(col, str) else col)
+    return F.when(value != "", value)
+
+
+def clean_name(col: Column | str) -> Column:
+    """Lower-case letters, spaces, hyphens and apostrophes only; emoji and digits dropped."""
+    value = F.lower(blank_to_null(col))
+    value = F.regexp_replace(value, r"[^\p{L}\s'-]", " ")
+    return blank_to_null(F.regexp_replace(value, r"\s+", " "))
+
+
+def first_token(col: Column) -> Column:
+    return F.element_at(F.split(col, " "), 1)
+
+
+def last_token(col: Column) -> Column:
+    tokens = F.split(col, " ")
+    return F.when(F.size(tokens) > 1, F.element_at(tokens, -1))
+
+
+def clean_email(col: Column | str) -> Column:
+    """Lower-cased, trimmed email, or null when it does not look like one."""
+    value = F.lower(blank_to_null(col))
+    return F.when(value.rlike(_EMAIL_SHAPE), value)
+
+
+def clean_address(col: Column | str) -> Column:
+    """Lower-case address with common street words abbreviated, punctuation dropped."""
+    value = F.lower(blank_to_null(col))
+    for pattern, replacement in _ADDRESS_WORDS.items():
+        value = F.regexp_replace(value, pattern, replacement)
+    value = F.regexp_replace(value, r"[.,]", " ")
+    return blank_to_null(F.regexp_replace(value, r"\s+", " "))
+
+
+def clean_postcode(col: Column | str) -> Column:
+    return blank_to_null(
+        F.upper(F.regexp_replace(F.col(col) if isinstance(col, str) else col, r"\s", ""))
+    )
+
+
+def parse_date(col: Column | str) -> Column:
+    """Dates in the formats sources use; impossible birth dates become null."""
+    value = blank_to_null(col)
+    parsed = F.coalesce(
+        *[F.try_to_date(value, fmt) for fmt in ("yyyy-MM-dd", "yyyyMMdd", "dd/MM/yyyy")]
+    )
+    return F.when((parsed >= F.lit("1900-01-01")) & (parsed <= F.current_date()), parsed)
+
+
+def parse_bool(col: Column | str) -> Column:
+    value = F.lower(blank_to_null(col))
+    return F.when(value.isin("true", "yes", "y", "1"), F.lit(True)).when(
+        value.isin("false", "no", "n", "0"), F.lit(False)
+    )
+
+
+def to_utc(ts: Column | str, country: Column | str | None = None) -> Column:
+    """ISO timestamps carry their offset; store-local ones get their country's time zone."""
+    value = F.try_to_timestamp(blank_to_null(ts))
+    if country is None:
+        return value
+    zone = F.create_map(*[F.lit(x) for kv in COUNTRY_TIMEZONES.items() for x in kv])[
+        F.upper(F.col(country) if isinstance(country, str) else country)
+    ]
+    has_offset = F.col(ts).rlike(r"(Z|[+-]\d{2}:?\d{2})$") if isinstance(ts, str) else F.lit(True)
+    return F.when(has_offset | zone.isNull(), value).otherwise(F.to_utc_timestamp(value, zone))
+
+
+@F.pandas_udf(StringType())
+def e164(phone: pd.Series, country: pd.Series) -> pd.Series:
+    """Parse a phone as typed into E.164 with the ``phonenumbers`` library; invalid -> null."""
+    return pd.Series([_to_e164(p, c) for p, c in zip(phone, country, strict=True)], dtype="object")
+
+
+def _to_e164(raw: str | None, country: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    regions = (country.upper(),) if country else FALLBACK_PHONE_REGIONS
+    for region in regions:
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def latest(col: Column | str, ts: str = "_ts") -> Column:
+    """The most recent non-null value of ``col`` in a group (the newest row that has one)."""
+    value = F.col(col) if isinstance(col, str) else col
+    return F.max_by(value, F.when(value.isNotNull(), F.col(ts)))
+
+
+def seen_range() -> list[Column]:
+    """When a record was first and last active."""
+    return [F.min("_ts").alias("first_seen_at"), F.max("_ts").alias("last_seen_at")]
+
+
+# --- customer records per source -------------------------------------------------------------
+
+
+def _records_pos(df: DataFrame) -> DataFrame:
+    rows = df.withColumn("_ts", to_utc("ts", "store_country")).withColumn(
+        "_key", blank_to_null("loyalty_card")
+    )
+    rows = rows.where(F.col("_key").isNotNull()).withColumns(
+        {"_name": clean_name("customer_name"), "_phone": blank_to_null("phone")}
+    )
+    grouped = rows.groupBy("_key").agg(
+        latest("_name").alias("full_name"),
+        latest("_phone").alias("_phone_raw"),
+        latest(F.upper("store_country")).alias("country"),
+        *seen_range(),
+    )
+    return _finish(grouped, POS.name, {"loyalty_id": F.col("source_key")})
+
+
+def _records_web(df: DataFrame) -> DataFrame:
+    rows = df.withColumns(
+        {"_ts": to_utc("ts"), "_key": F.lower(blank_to_null("login_email"))}
+    ).where(F.col("_key").isNotNull())
+    grouped = rows.groupBy("_key").agg(
+        latest(clean_name("profile.first_name")).alias("first_name"),
+        latest(clean_name("profile.last_name")).alias("last_name"),
+        latest(clean_name("order.ship_to.name")).alias("_ship_name"),
+        latest(parse_date("profile.dob")).alias("dob"),
+        latest(
+            F.coalesce(blank_to_null("profile.phone"), blank_to_null("order.ship_to.phone"))
+        ).alias("_phone_raw"),
+        latest(
+            F.coalesce(blank_to_null("profile.address"), blank_to_null("order.ship_to.address"))
+        ).alias("_address"),
+        latest(
+            F.coalesce(blank_to_null("profile.postcode"), blank_to_null("order.ship_to.postcode"))
+        ).alias("_postcode"),
+        latest(
+            F.coalesce(blank_to_null("profile.city"), blank_to_null("order.ship_to.city"))
+        ).alias("_city"),
+        latest(F.upper("site_country")).alias("country"),
+        latest(parse_bool("consent.email_opt_in")).alias("email_opt_in"),
+        latest(parse_bool("consent.sms_opt_in")).alias("sms_opt_in"),
+        latest(parse_bool("consent.ads_opt_in")).alias("ads_opt_in"),
+        *seen_range(),
+    )
+    grouped = grouped.withColumns(
+        {
+            "first_name": F.coalesce("first_name", first_token(F.col("_ship_name"))),
+            "last_name": F.coalesce("last_name", last_token(F.col("_ship_name"))),
+        }
+    )
+    return _finish(grouped, WEB.name, {"email": clean_email(F.col("source_key"))})
+
+
+def _records_app(df: DataFrame) -> DataFrame:
+    rows = df.withColumns({"_ts": to_utc("ts"), "_key": blank_to_null("account_id")}).where(
+        F.col("_key").isNotNull()
+    )
+    grouped = rows.groupBy("_key").agg(
+        latest(clean_name("account.first_name")).alias("first_name"),
+        latest(clean_name("account.last_name")).alias("last_name"),
+        latest(parse_date("account.dob")).alias("dob"),
+        latest(clean_email("account.email")).alias("email"),
+        latest(blank_to_null("account.phone")).alias("_phone_raw"),
+        latest(blank_to_null("device_id")).alias("device_id"),
+        latest(F.upper("app_country")).alias("country"),
+        latest(parse_bool("push_opt_in")).alias("push_opt_in"),
+        *seen_range(),
+    )
+    return _finish(grouped, APP.name, {"app_account_id": F.col("source_key")})
+
+
+def _records_call_center(df: DataFrame) -> DataFrame:
+    rows = df.withColumns({"_ts": to_utc("ts_start"), "_key": blank_to_null("case_id")})
+    grouped = rows.groupBy("_key").agg(
+        latest(clean_name("caller_name")).alias("full_name"),
+        latest(blank_to_null("caller_number")).alias("_phone_raw"),
+        latest(F.upper("center_country")).alias("country"),
+        *seen_range(),
+    )
+    return _finish(grouped, CALL_CENTER.name, {})
+
+
+def _records_social(df: DataFrame) -> DataFrame:
+    rows = df.withColumns(
+        {"_ts": to_utc("ts"), "_key": F.lower(F.regexp_replace(blank_to_null("handle"), "^@", ""))}
+    )
+    inbound = F.lower(F.col("direction")) != "outbound"
+    text = F.when(inbound, F.col("text"))
+    grouped = rows.groupBy("_key").agg(
+        latest(clean_name("display_name")).alias("full_name"),
+        latest(clean_email(F.regexp_extract(text, _EMAIL_IN_TEXT, 1))).alias("email"),
+        latest(blank_to_null(F.regexp_extract(text, _PHONE_IN_TEXT, 1))).alias("_phone_raw"),
+        *seen_range(),
+    )
+    grouped = grouped.withColumn("country", F.lit(None).cast("string"))
+    return _finish(grouped, SOCIAL.name, {"social_handle": F.col("source_key")})
+
+
+def _finish(grouped: DataFrame, source: str, extra: dict[str, Column]) -> DataFrame:
+    """Shared tail of every record builder: ids, split/join names, phone and address cleanup."""
+    df = grouped.withColumnRenamed("_key", "source_key").withColumns(
+        {"source": F.lit(source), "record_id": F.concat(F.lit(f"{source}:"), "source_key")}
+    )
+    for name in (
+        "first_name",
+        "last_name",
+        "full_name",
+        "dob",
+        "email",
+        "_address",
+        "_postcode",
+        "_city",
+        "device_id",
+        "email_opt_in",
+        "sms_opt_in",
+        "push_opt_in",
+        "ads_opt_in",
+    ):
+        if name not in df.columns:
+            df = df.withColumn(name, F.lit(None))
+    df = df.withColumns(
+        {
+            "full_name": F.coalesce(
+                "full_name", blank_to_null(F.concat_ws(" ", "first_name", "last_name"))
+            ),
+            "phone": e164(F.col("_phone_raw"), F.col("country")),
+            "address_line": clean_address("_address"),
+            "postcode": clean_postcode("_postcode"),
+            "city": clean_name("_city"),
+            **extra,
+        }
+    )
+    df = df.withColumns(
+        {
+            "first_name": F.coalesce("first_name", first_token(F.col("full_name"))),
+            "last_name": F.coalesce("last_name", last_token(F.col("full_name"))),
+        }
+    )
+    for name in ("loyalty_id", "app_account_id", "social_handle"):
+        if name not in df.columns:
+            df = df.withColumn(name, F.lit(None).cast("string"))
+    return df.withColumn("interaction_count", F.lit(0))
+
+
+_RECORD_BUILDERS = {
+    POS.name: _records_pos,
+    WEB.name: _records_web,
+    APP.name: _records_app,
+    CALL_CENTER.name: _records_call_center,
+    SOCIAL.name: _records_social,
+}
+_SOURCES = tuple(_RECORD_BUILDERS)
+
+
+def _with_activity(records: DataFrame, interactions: DataFrame) -> DataFrame:
+    """Count each record's interactions (a cheap signal of how much a record is worth)."""
+    counts = (
+        interactions.where(F.col("record_id").isNotNull())
+        .groupBy("record_id")
+        .agg(F.count("*").alias("_n"))
+    )
+    return (
+        records.join(counts, "record_id", "left")
+        .withColumn("interaction_count", F.coalesce("_n", F.lit(0)).cast("long"))
+        .drop("_n")
+    )
+
+
+# --- interactions per source -----------------------------------------------------------------
+
+
+def _lineage() -> list[Column]:
+    return [F.col("source_file"), F.col("line_no")]
+
+
+def _interactions_pos(df: DataFrame) -> DataFrame:
+    key = blank_to_null("loyalty_card")
+    lines = F.split(F.coalesce("basket", F.lit("")), r"\|")
+    categories = F.array_join(
+        F.array_distinct(
+            F.filter(
+                F.transform(lines, lambda x: F.split(x, ":")[1]),
+                lambda c: c.isNotNull() & (c != ""),
+            )
+        ),
+        "|",
+    )
+    return df.select(
+        F.concat(F.lit("pos:"), "transaction_id").alias("interaction_id"),
+        F.lit(POS.name).alias("source"),
+        F.lit(POS.channel).alias("channel"),
+        F.when(key.isNotNull(), F.concat(F.lit("pos:"), key)).alias("record_id"),
+        to_utc("ts", "store_country").alias("ts"),
+        F.lit("purchase").alias("type"),
+        F.lit("completed").alias("status"),
+        F.col("amount").cast("decimal(12,2)").alias("amount"),
+        blank_to_null("currency").alias("currency"),
+        blank_to_null(categories).alias("categories"),
+        *_lineage(),
+    )
+
+
+def _interactions_web(df: DataFrame) -> DataFrame:
+    key = F.lower(blank_to_null("login_email"))
+    failed = F.lower(F.col("return_request.status")) == "failed"
+    return df.select(
+        F.concat(F.lit("web:"), "event_id").alias("interaction_id"),
+        F.lit(WEB.name).alias("source"),
+        F.lit(WEB.channel).alias("channel"),
+        F.when(key.isNotNull(), F.concat(F.lit("web:"), key)).alias("record_id"),
+        F.col("cookie_id").alias("_anon_key"),
+        to_utc("ts").alias("ts"),
+        F.lower("event_type").alias("type"),
+        F.lower(F.coalesce("return_request.status", F.lit(None))).alias("status"),
+        F.col("order.amount").cast("decimal(12,2)").alias("amount"),
+        blank_to_null("order.currency").alias("currency"),
+        blank_to_null("return_request.reason").alias("reason"),
+        _order_categories().alias("categories"),
+        F.when(failed, F.col("return_request.error"))
+        .otherwise(blank_to_null("page"))
+        .alias("text"),
+        *_lineage(),
+    )
+
+
+def _order_categories() -> Column:
+    categories = F.array_distinct(F.transform(F.col("order.items"), lambda i: i["category"]))
+    return blank_to_null(F.array_join(categories, "|"))
+
+
+def _interactions_app(df: DataFrame) -> DataFrame:
+    key = blank_to_null("account_id")
+    return df.select(
+        F.concat(F.lit("app:"), "event_id").alias("interaction_id"),
+        F.lit(APP.name).alias("source"),
+        F.lit(APP.channel).alias("channel"),
+        F.when(key.isNotNull(), F.concat(F.lit("app:"), key)).alias("record_id"),
+        F.col("device_id").alias("_anon_key"),
+        to_utc("ts").alias("ts"),
+        F.lower("event_type").alias("type"),
+        F.col("order.amount").cast("decimal(12,2)").alias("amount"),
+        blank_to_null("order.currency").alias("currency"),
+        blank_to_null("chat.case_id").alias("case_id"),
+        F.coalesce(_order_categories(), blank_to_null("product.category")).alias("categories"),
+        blank_to_null("chat.text").alias("text"),
+        *_lineage(),
+    )
+
+
+def _interactions_call_center(df: DataFrame) -> DataFrame:
+    return df.select(
+        F.concat(F.lit("call_center:"), "call_id").alias("interaction_id"),
+        F.lit(CALL_CENTER.name).alias("source"),
+        F.lit(CALL_CENTER.channel).alias("channel"),
+        F.concat(F.lit("call_center:"), F.trim("case_id")).alias("record_id"),
+        to_utc("ts_start").alias("ts"),
+        F.lit("call").alias("type"),
+        F.lower(blank_to_null("disposition")).alias("status"),
+        F.trim("case_id").alias("case_id"),
+        F.lower(blank_to_null("reason")).alias("reason"),
+        F.col("handle_time_s").cast("long").alias("handle_time_s"),
+        parse_bool("escalated").alias("escalated"),
+        parse_bool("transferred").alias("transferred"),
+        *_lineage(),
+    )
+
+
+def _interactions_social(df: DataFrame) -> DataFrame:
+    handle = F.lower(F.regexp_replace(blank_to_null("handle"), "^@", ""))
+    direction = F.coalesce(F.lower(blank_to_null("direction")), F.lit("inbound"))
+    return df.select(
+        F.concat(F.lit("social:"), "message_id").alias("interaction_id"),
+        F.lit(SOCIAL.name).alias("source"),
+        F.lit(SOCIAL.channel).alias("channel"),
+        F.concat(F.lit("social:"), handle).alias("record_id"),
+        to_utc("ts").alias("ts"),
+        F.concat(F.lit("dm_"), direction).alias("type"),
+        blank_to_null("case_id").alias("case_id"),
+        F.col("text"),
+        F.col("sentiment").cast("double").alias("sentiment"),
+        *_lineage(),
+    )
+
+
+_INTERACTION_BUILDERS = {
+    POS.name: _interactions_pos,
+    WEB.name: _interactions_web,
+    APP.name: _interactions_app,
+    CALL_CENTER.name: _interactions_call_center,
+    SOCIAL.name: _interactions_social,
+}
+
+
+def _stitch_anonymous(interactions: DataFrame) -> DataFrame:
+    """Attribute anonymous web/app events to the login last seen on the same cookie or device.
+
+    A cookie (or device) that logged in as one account is that account's browser; events before
+    the login belong to the same person. A device used by several accounts keeps the newest.
+    """
+    if "_anon_key" not in interactions.columns:
+        return interactions
+    known = (
+        interactions.where(F.col("_anon_key").isNotNull() & F.col("record_id").isNotNull())
+        .groupBy("source", "_anon_key")
+        .agg(F.max_by("record_id", "ts").alias("_stitched"))
+    )
+    return (
+        interactions.join(known, ["source", "_anon_key"], "left")
+        .withColumn("record_id", F.coalesce("record_id", "_stitched"))
+        .drop("_stitched", "_anon_key")
+    )
+
+
+def _dedupe_interactions(interactions: DataFrame) -> DataFrame:
+    """One row per interaction id: a re-sent event keeps its first delivery."""
+    first = Window.partitionBy("interaction_id").orderBy("source_file", "line_no")
+    return interactions.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
