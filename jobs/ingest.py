@@ -116,7 +116,8 @@ def ingest_source(
     report.skipped_files = len(files) - len(new_files)
     if not new_files:
         return report
-    lines = read_lines(spark, list(new_files), landing_uri)
+    # Read each file once: stats, parsing and both merges reuse the same lines.
+    lines = read_lines(spark, list(new_files), landing_uri).persist()
     stats = file_stats(lines, list(new_files.values()))
     duplicates = duplicate_deliveries(spark, settings, stats)
     accepted, rejected = parse_lines(lines, spec, duplicates)
@@ -129,6 +130,7 @@ def ingest_source(
     for f in report.files:
         f.note = _file_note(f.lines, duplicates.get(f.source_file))
     record_manifest(spark, settings, spec, stats, report.files, batch_id)
+    lines.unpersist()
     return report
 
 
@@ -195,10 +197,10 @@ def file_stats(lines: DataFrame, files: list[str]) -> list[FileStat]:
         .agg(
             F.count("*").alias("lines"),
             F.concat_ws(
-            "-",
-            F.sum(F.pmod(F.xxhash64("line_no", "_raw"), F.lit(_PRIME))),
-            F.sum(F.pmod(F.hash("line_no", "_raw"), F.lit(_PRIME))),
-        ).alias("fingerprint"),
+                "-",
+                F.sum(F.pmod(F.xxhash64("line_no", "_raw"), F.lit(_PRIME))),
+                F.sum(F.pmod(F.hash("line_no", "_raw"), F.lit(_PRIME))),
+            ).alias("fingerprint"),
         )
         .collect()
     )  # one row per new file

@@ -68,7 +68,7 @@ def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
     interactions = _union([_INTERACTION_BUILDERS[name](df) for name, df in present.items()])
     interactions = _stitch_anonymous(interactions)
     records = _with_activity(conform(records, CUSTOMER_RECORDS), interactions)
-    interactions = _dedupe_interactions(conform(interactions, INTERACTIONS))
+    interactions = _dedupe_interactions(conform(interactions, INTERACTIONS, fill_missing=True))
     _overwrite(conform(records, CUSTOMER_RECORDS), SILVER_CUSTOMER_RECORDS.path(settings))
     _overwrite(interactions, SILVER_INTERACTIONS.path(settings))
     summary = StandardizeSummary(

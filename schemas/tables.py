@@ -82,12 +82,21 @@ IDENTITY_XREF = StructType(
 )
 
 
-def conform(df: DataFrame, schema: StructType) -> DataFrame:
-    """Select and cast ``df`` to exactly ``schema``'s columns, in order; a missing column fails."""
+def conform(df: DataFrame, schema: StructType, fill_missing: bool = False) -> DataFrame:
+    """Select and cast ``df`` to exactly ``schema``'s columns, in order.
+
+    A missing column fails, unless ``fill_missing`` (for unions of sources where some sources
+    have no such field) makes it null.
+    """
     missing = [f.name for f in schema.fields if f.name not in df.columns]
-    if missing:
+    if missing and not fill_missing:
         raise ValueError(f"cannot conform to schema: missing columns {missing}")
-    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+    return df.select(
+        [
+            (F.col(f.name) if f.name not in missing else F.lit(None)).cast(f.dataType).alias(f.name)
+            for f in schema.fields
+        ]
+    )
 
 
 # One row per customer_id: the golden record. Each chosen attribute (group) names the record it
