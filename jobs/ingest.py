@@ -116,20 +116,22 @@ def ingest_source(
     report.skipped_files = len(files) - len(new_files)
     if not new_files:
         return report
-    # Read each file once: stats, parsing and both merges reuse the same lines.
+    files = list(new_files.values())
+    # Read and parse each file once: stats, counts and both writes reuse the cached rows.
     lines = read_lines(spark, list(new_files), landing_uri).persist()
-    stats = file_stats(lines, list(new_files.values()))
+    stats = file_stats(lines, files)
     duplicates = duplicate_deliveries(spark, settings, stats)
-    accepted, rejected = parse_lines(lines, spec, duplicates)
     stamp = {"batch_id": F.lit(batch_id), "ingested_at": F.current_timestamp()}
-    merge_insert_only(
-        spark, bronze_table_for(spec.name).path(settings), accepted.withColumns(stamp)
-    )
-    merge_insert_only(spark, QUARANTINE_ROWS.path(settings), rejected.withColumns(stamp))
-    report.files, report.quarantine_reasons = count_outcomes(spark, settings, spec, stats)
+    parsed = parse_lines(lines, spec, duplicates).withColumns(stamp).persist()
+    report.files, report.quarantine_reasons = count_outcomes(parsed, spec, stats)
     for f in report.files:
         f.note = _file_note(f.lines, duplicates.get(f.source_file))
+    replace_rows(
+        spark, bronze_table_for(spec.name).path(settings), accepted_rows(parsed, spec), files
+    )
+    replace_rows(spark, QUARANTINE_ROWS.path(settings), rejected_rows(parsed, spec), files)
     record_manifest(spark, settings, spec, stats, report.files, batch_id)
+    parsed.unpersist()
     lines.unpersist()
     return report
 
@@ -231,8 +233,8 @@ def duplicate_deliveries(
 
 def parse_lines(
     lines: DataFrame, spec: SourceSpec, duplicates: dict[str, str] | None = None
-) -> tuple[DataFrame, DataFrame]:
-    """Split lines into bronze rows and quarantine rows (with reasons); headers are neither."""
+) -> DataFrame:
+    """Parse data lines (CSV headers are not data) and give each a ``reason`` if it is rejected."""
     if spec.file_format == FileFormat.CSV:
         parsed, structural = _parse_csv(lines, spec)
     else:
@@ -240,20 +242,28 @@ def parse_lines(
     checks = [_duplicate_check(duplicates or {}), _utf8_check(), structural]
     checks += [_required_check(c) for c in spec.required]
     checks += [_typed_check(c, t) for c, t in spec.typed.items()]
-    parsed = parsed.withColumn("reason", F.coalesce(*checks))
-    accepted = parsed.where(F.col("reason").isNull()).select(
-        *[F.col(f"`{c}`") for c in spec.columns],
-        *[c for c in METADATA_COLUMNS if c not in ("batch_id", "ingested_at")],
+    return parsed.withColumn("reason", F.coalesce(*checks))
+
+
+def accepted_rows(parsed: DataFrame, spec: SourceSpec) -> DataFrame:
+    """Bronze rows: the source's fields as they arrived, plus ingestion metadata."""
+    return parsed.where(F.col("reason").isNull()).select(
+        *[F.col(f"`{c}`") for c in spec.columns], *METADATA_COLUMNS
     )
-    rejected = parsed.where(F.col("reason").isNotNull()).select(
+
+
+def rejected_rows(parsed: DataFrame, spec: SourceSpec) -> DataFrame:
+    """Quarantine rows: where the line came from, why it was rejected, and the line itself."""
+    return parsed.where(F.col("reason").isNotNull()).select(
         F.lit(spec.name).alias("source"),
         "source_file",
         "line_no",
         "landing_date",
         "reason",
         "_raw",
+        "batch_id",
+        "ingested_at",
     )
-    return accepted, rejected
 
 
 def _parse_csv(lines: DataFrame, spec: SourceSpec) -> tuple[DataFrame, Column]:
@@ -344,41 +354,34 @@ def _quoted(column: str) -> str:
     return ".".join(f"`{part}`" for part in column.split("."))
 
 
-def merge_insert_only(spark: SparkSession, path: str, rows: DataFrame) -> None:
-    """Insert rows whose (source_file, line_no) is not in the table yet; create it if absent."""
-    if not DeltaTable.isDeltaTable(spark, path):
-        rows.limit(0).write.format("delta").partitionBy("landing_date").save(path)
-    dates = [r.landing_date for r in rows.select("landing_date").distinct().collect()]
-    prune = F.col("t.landing_date").isin(dates) if dates else F.lit(False)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(
-            rows.alias("s"),
-            prune
-            & (F.col("t.source_file") == F.col("s.source_file"))
-            & (F.col("t.line_no") == F.col("s.line_no")),
+def replace_rows(spark: SparkSession, path: str, rows: DataFrame, files: list[str]) -> None:
+    """Write these files' rows, first removing any a killed earlier run left behind.
+
+    Files reach here only when the manifest does not list them, so usually there is nothing to
+    remove; after a crash between this write and the manifest, the rerun replaces the partial
+    rows instead of duplicating them. The landing_date filter lets Delta prune partitions.
+    """
+    if DeltaTable.isDeltaTable(spark, path):
+        dates = sorted({f.split("/")[1] for f in files if f.count("/") >= 2})
+        DeltaTable.forPath(spark, path).delete(
+            F.col("landing_date").isin(dates) & F.col("source_file").isin(files)
         )
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    rows.write.format("delta").mode("append").partitionBy("landing_date").save(path)
 
 
 def count_outcomes(
-    spark: SparkSession, settings: Settings, spec: SourceSpec, stats: list[FileStat]
+    parsed: DataFrame, spec: SourceSpec, stats: list[FileStat]
 ) -> tuple[list[FileReport], dict[str, int]]:
-    """Count, per new file, its bronze and quarantined rows, and the quarantine reasons."""
-    files = [s.source_file for s in stats]
-    bronze = _rows_of(spark, bronze_table_for(spec.name).path(settings), files)
-    quarantine = _rows_of(spark, QUARANTINE_ROWS.path(settings), files)
-    bronze_counts = {
-        r.source_file: r["count"] for r in bronze.groupBy("source_file").count().collect()
-    }
+    """Count, per new file, its accepted and rejected rows, and the rejection reasons."""
+    bronze_counts: dict[str, int] = {}
     quarantine_counts: dict[str, int] = {}
     reasons: dict[str, int] = {}
-    for r in quarantine.groupBy("source_file", "reason").count().collect():
-        quarantine_counts[r.source_file] = quarantine_counts.get(r.source_file, 0) + r["count"]
-        reasons[r.reason] = reasons.get(r.reason, 0) + r["count"]
+    for r in parsed.groupBy("source_file", "reason").count().collect():  # files x reasons
+        if r.reason is None:
+            bronze_counts[r.source_file] = r["count"]
+        else:
+            quarantine_counts[r.source_file] = quarantine_counts.get(r.source_file, 0) + r["count"]
+            reasons[r.reason] = reasons.get(r.reason, 0) + r["count"]
     header_lines = 1 if spec.file_format == FileFormat.CSV else 0
     reports = [
         FileReport(
@@ -391,13 +394,6 @@ def count_outcomes(
         for s in stats
     ]
     return reports, reasons
-
-
-def _rows_of(spark: SparkSession, path: str, files: list[str]) -> DataFrame:
-    """Rows of the given files only; the landing_date filter lets Delta prune partitions."""
-    dates = sorted({f.split("/")[1] for f in files if f.count("/") >= 2})
-    table = spark.read.format("delta").load(path)
-    return table.where(F.col("landing_date").isin(dates) & F.col("source_file").isin(files))
 
 
 def _file_note(lines: int, duplicate_of: str | None) -> str:
@@ -435,13 +431,4 @@ def record_manifest(
         "source string, source_file string, lines long, fingerprint string, bronze_rows long,"
         " quarantined_rows long, note string, batch_id string",
     ).withColumn("ingested_at", F.current_timestamp())
-    path = INGESTED_FILES.path(settings)
-    if not DeltaTable.isDeltaTable(spark, path):
-        manifest.limit(0).write.format("delta").save(path)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(manifest.alias("s"), "t.source_file = s.source_file")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    manifest.write.format("delta").mode("append").save(INGESTED_FILES.path(settings))
