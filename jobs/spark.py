@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # The JVM side of the pinned delta-spark Python package (pyspark 4.2 -> artifact suffix _4.2_2.13).
 DELTA_VERSION = "4.4.0"
+_LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 DELTA_ARTIFACTS = (
     f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",
     f"io.delta:delta-storage:{DELTA_VERSION}",
@@ -100,6 +101,7 @@ def get_spark(settings: Settings, app_name: str = "omnicdp") -> SparkSession:
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", settings.driver_memory)
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={_LOG4J_CONFIG}")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")
