@@ -1,0 +1,266 @@
+"""Linkage features: the columns the Splink model compares, derived from silver customer records.
+
+Silver keeps what each source told us; linkage needs every record described the same way. Web
+and app records have form fields for first and last name; POS, call center and social records
+only a name string, which :mod:`identity.names` splits into given and family name whatever the
+order. Derived keys (phone tail, sorted name) exist so blocking rules can be plain equi-joins,
+which Spark executes as hash joins instead of cartesian products.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from identity.names import formal_names, split_full_name, standard_family, structured_names
+from identity.storage import read_table
+from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS
+from jobs.settings import Settings
+
+# Sources whose first/last name columns come from separate form fields.
+_FORM_SOURCES = ("web", "app")
+
+# An email or phone given under more distinct names than this is a placeholder ("test@test.com",
+# the store's own number typed by a cashier), not a person's identifier: one person's records
+# carry a handful of spellings of their name, a household a few names.
+PLACEHOLDER_NAME_LIMIT = 6
+
+# Shortest email username or social handle (in letters) taken as a possible spelling of a name.
+ALIAS_MIN_LETTERS = 5
+
+# How far contacts are followed to tell whether records with one name are one person: enough
+# for a person whose records share an email with some and a phone with others.
+NAME_PEOPLE_HOPS = 3
+
+
+def _blank_to_null(col: Column) -> Column:
+    """Empty strings carry no evidence; Splink's null levels only recognise real nulls."""
+    trimmed = F.trim(col)
+    return F.when(trimmed != "", trimmed)
+
+
+def _names() -> tuple[Column, Column]:
+    """(given, family) per record: form fields where the source has them, else the full name."""
+    maybe_korean = F.coalesce(F.col("country") == "KR", F.lit(True))
+    form_given, form_family = structured_names(
+        F.col("first_name"), F.col("last_name"), maybe_korean
+    )
+    split_given, split_family = split_full_name(F.col("full_name"), maybe_korean)
+    has_form = F.col("source").isin(*_FORM_SOURCES) & (
+        F.col("first_name").isNotNull() | F.col("last_name").isNotNull()
+    )
+    given = _blank_to_null(F.when(has_form, form_given).otherwise(split_given))
+    family = _blank_to_null(F.when(has_form, form_family).otherwise(split_family))
+    return given, standard_family(family)
+
+
+def _name_key(first: Column, last: Column) -> Column:
+    """Given and family name sorted alphabetically: equal for "kim minji" and "minji kim"."""
+    parts = F.array_sort(F.array_compact(F.array(first, last)))
+    return F.when(F.size(parts) == 2, F.array_join(parts, " "))
+
+
+def _digits_tail(col: Column, n: int) -> Column:
+    """Last ``n`` digits of a phone number, robust to a wrong or missing country prefix."""
+    digits = F.regexp_replace(col, r"[^0-9]", "")
+    return F.when(F.length(digits) >= n, F.substring(digits, -n, n))
+
+
+def _digit_anagram(col: Column) -> Column:
+    """A phone's digits in sorted order: equal for numbers that differ by swapped digits.
+
+    Two neighbouring digits swapped is the commonest phone typo; blocking on this key brings
+    such numbers together without comparing every pair of phones.
+    """
+    return F.array_join(F.array_sort(F.split(F.regexp_replace(col, r"[^0-9]", ""), "")), "")
+
+
+def _without_placeholders(features: DataFrame, column: str) -> DataFrame:
+    """Null ``column`` where its value is shared by more than PLACEHOLDER_NAME_LIMIT names."""
+    placeholders = (
+        features.where(F.col(column).isNotNull())
+        .groupBy(column)
+        .agg(F.countDistinct("name_concat").alias("_names"))
+        .where(F.col("_names") > PLACEHOLDER_NAME_LIMIT)
+        .select(column, F.lit(True).alias("_placeholder"))
+    )
+    return (
+        features.join(F.broadcast(placeholders), column, "left")
+        .withColumn(column, F.when(F.col("_placeholder").isNull(), F.col(column)))
+        .drop("_placeholder")
+    )
+
+
+def _letters(col: Column) -> Column:
+    return F.regexp_replace(F.lower(col), "[^a-z]", "")
+
+
+def _aliases() -> Column:
+    """Letters of the email username and social handle ("jongmin_choi03" -> "jongminchoi").
+
+    People build usernames and handles from their names, so an alias that spells another
+    record's name links records that share no identifier at all. A leading "the" of a handle
+    ("theandrewprice") is dropped as a variant; aliases shorter than ALIAS_MIN_LETTERS are
+    too generic to spell anyone's name.
+    """
+    handle = _letters(F.col("social_handle"))
+    candidates = F.array(
+        _letters(F.col("email_user")), handle, F.regexp_replace(handle, "^the", "")
+    )
+    return F.array_distinct(
+        F.filter(F.array_compact(candidates), lambda a: F.length(a) >= ALIAS_MIN_LETTERS)
+    )
+
+
+def _name_spellings(first: Column, last: Column) -> Column:
+    """A name as usernames spell it: "minjikim" and "kimminji" for Minji Kim.
+
+    Not for social display names, which are as often words ("daily life") as names: another
+    profile's handle "daily_life" would spell them.
+    """
+    f, la = _letters(first), _letters(last)
+    return F.when((F.length(f) > 0) & (F.length(la) > 0), F.array(F.concat(f, la), F.concat(la, f)))
+
+
+def _case_ids(interactions: DataFrame) -> DataFrame:
+    """``record_id, case_ids``: the support cases each record's interactions belong to.
+
+    One complaint can start as a social DM, continue in the app chat and end on the phone
+    under one case id; the case id then ties those channels' records to one person.
+    """
+    return (
+        interactions.where(F.col("record_id").isNotNull() & F.col("case_id").isNotNull())
+        .groupBy("record_id")
+        .agg(F.array_sort(F.collect_set("case_id")).alias("case_ids"))
+    )
+
+
+def _name_holders(features: DataFrame) -> DataFrame:
+    """``name_concat, name_people``: how many known people seem to carry each full name.
+
+    Counting records would count one person with five records as five namesakes and make
+    every name look common. Records with the same full name are taken as one person when they
+    are connected through a shared email, phone or date of birth (followed NAME_PEOPLE_HOPS
+    hops deep). Only groups with an email or a date of birth count: those are people with a
+    web or app profile, while a group with only a phone (a till or a call) may well be one of
+    them under another number. A name only such records carry counts zero people.
+    """
+    keyed = features.where(F.col("name_concat").isNotNull()).select(
+        "name_concat",
+        "record_id",
+        (F.col("email").isNotNull() | F.col("dob").isNotNull()).alias("known"),
+        F.explode(
+            F.array_compact(
+                F.array(
+                    F.concat(F.lit("e:"), "email"),
+                    F.concat(F.lit("p:"), "phone"),
+                    F.concat(F.lit("d:"), F.col("dob").cast("string")),
+                )
+            )
+        ).alias("key"),
+    )
+    keys = keyed.select("name_concat", "record_id", "key")
+    labels = keys.select("name_concat", "record_id", F.col("record_id").alias("label")).distinct()
+    for _ in range(NAME_PEOPLE_HOPS):
+        per_key = (
+            keys.join(labels, ["name_concat", "record_id"])
+            .groupBy("name_concat", "key")
+            .agg(F.min("label").alias("label"))
+        )
+        labels = (
+            keys.join(per_key, ["name_concat", "key"])
+            .groupBy("name_concat", "record_id")
+            .agg(F.min("label").alias("label"))
+        )
+    groups = (
+        labels.join(keyed.select("record_id", "known").distinct(), "record_id")
+        .groupBy("name_concat", "label")
+        .agg(F.max("known").alias("known"))
+    )
+    return groups.groupBy("name_concat").agg(F.sum(F.col("known").cast("int")).alias("name_people"))
+
+
+def _phone_given_names(features: DataFrame) -> DataFrame:
+    """``phone, phone_given_names``: how many different given names records give with a phone.
+
+    One for a person's own phone; more for a household phone or landline given by several
+    members (or one person's name spelled two ways: the count errs towards "household").
+    Social display names are not counted: they are often not names at all.
+    """
+    return (
+        features.where(
+            F.col("phone").isNotNull()
+            & F.col("first_name").isNotNull()
+            & (F.col("source") != "social")
+        )
+        .groupBy("phone")
+        .agg(F.countDistinct("first_name").alias("phone_given_names"))
+    )
+
+
+def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
+    """Project silver customer records (and their cases) onto the linkage feature columns."""
+    first, last = _names()
+    features = records.select(
+        "record_id",
+        "source",
+        first.alias("first_name"),
+        last.alias("last_name"),
+        "dob",
+        _blank_to_null(F.lower(F.col("email"))).alias("email"),
+        _blank_to_null(F.col("phone")).alias("phone"),
+        _blank_to_null(F.lower(F.col("address_line"))).alias("address_line"),
+        _blank_to_null(F.upper(F.regexp_replace("postcode", r"\s+", ""))).alias("postcode"),
+        _blank_to_null(F.lower(F.col("city"))).alias("city"),
+        "social_handle",
+    ).withColumn(
+        "name_concat",
+        F.when(
+            F.col("first_name").isNotNull() & F.col("last_name").isNotNull(),
+            F.concat_ws(" ", "first_name", "last_name"),
+        ),
+    )
+    features = _without_placeholders(_without_placeholders(features, "email"), "phone")
+    return (
+        features.join(_name_holders(features), "name_concat", "left")
+        .join(_phone_given_names(features), "phone", "left")
+        .withColumns(
+            {
+                "first_formal": formal_names(F.col("first_name")),
+                "name_key": _name_key(F.col("first_name"), F.col("last_name")),
+                "name_spellings": F.when(
+                    F.col("source") != "social",
+                    _name_spellings(F.col("first_name"), F.col("last_name")),
+                ),
+                "email_user": _blank_to_null(F.regexp_extract("email", r"^[^@]+", 0)),
+                "phone_last8": _digits_tail(F.col("phone"), 8),
+                "phone_anagram": _digit_anagram(F.col("phone")),
+            }
+        )
+        .withColumns(
+            {
+                "aliases": _aliases(),
+                "initial_spelling": F.concat(
+                    F.substring(_letters(F.col("first_name")), 1, 1), _letters(F.col("last_name"))
+                ),
+            }
+        )
+        .withColumn(
+            "spellings",
+            F.array_distinct(
+                F.concat(
+                    F.col("aliases"), F.coalesce("name_spellings", F.array().cast("array<string>"))
+                )
+            ),
+        )
+        .join(_case_ids(interactions), "record_id", "left")
+        .drop("social_handle")
+    )
+
+
+def load_features(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Linkage features of the current silver customer records."""
+    return build_features(
+        read_table(spark, settings, SILVER_CUSTOMER_RECORDS),
+        read_table(spark, settings, SILVER_INTERACTIONS),
+    )

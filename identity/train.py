@@ -1,0 +1,139 @@
+"""Train the linkage model on the current silver customer records, without labels.
+
+Training follows Splink's unsupervised recipe in three steps:
+
+- u probabilities (how often records of different people land in each comparison level) from
+  a fixed random sample of record pairs, leaving out pairs a deterministic rule calls a match
+  (:mod:`identity.u_sampling` says why);
+- ``probability_two_random_records_match`` (lambda) from the deterministic rules and their
+  assumed recall;
+- m probabilities (how often one person's records land in each level) by expectation
+  maximisation over pairs blocked on date of birth, then on email; levels whose m EM cannot
+  observe carry a fixed prior (see :mod:`identity.model`).
+
+The blocking analysis that motivates the prediction rules is logged and stored with the model,
+and the match weights are charted for people reviewing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from splink import Linker
+
+from identity.artifact import SavedModel, new_saved_model, save_model
+from identity.features import load_features
+from identity.linker import open_linker
+from identity.model import (
+    DETERMINISTIC_RECALL,
+    deterministic_rules,
+    em_blocking_rules,
+    settings_creator,
+)
+from identity.u_sampling import with_sampled_u
+from jobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Record pairs sampled to estimate u: enough to see levels as rare as one in a million.
+U_MAX_PAIRS = 2e6
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a training run produced."""
+
+    model_version: str
+    model_path: Path
+    record_count: int
+    probability_two_random_records_match: float
+    blocking_comparisons: dict[str, int]
+    seconds: float
+
+
+def _blocking_analysis(linker: Linker) -> dict[str, int]:
+    """Exact marginal pair counts of each prediction blocking rule, in rule order."""
+    counts = linker.blocking_analysis.count_comparisons_from_blocking_rules(
+        record_sample_proportion=1.0
+    )
+    marginal = {c["blocking_rule"]: int(c["marginal_comparison_count"]) for c in counts}
+    total = int(counts[-1]["cumulative_comparison_count"]) if counts else 0
+    log.info("blocking: %d candidate pairs in total", total)
+    for rule, n in marginal.items():
+        log.info("blocking: %10d new pairs from %s", n, rule)
+    return marginal
+
+
+def _estimate_m_and_lambda(linker: Linker) -> dict[str, Any]:
+    """Lambda from deterministic rules, m by EM (u stays fixed); the trained settings."""
+    linker.training.estimate_probability_two_random_records_match(
+        deterministic_rules(), recall=DETERMINISTIC_RECALL
+    )
+    for rule in em_blocking_rules():
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            rule, estimate_without_term_frequencies=True
+        )
+    return linker.misc.save_model_to_json()
+
+
+def _write_charts(
+    spark: SparkSession, settings: Settings, features: DataFrame, model: SavedModel
+) -> None:
+    """Match weights and m/u charts of the saved model, as HTML for people reviewing it."""
+    out = settings.reports_dir / "identity"
+    out.mkdir(parents=True, exist_ok=True)
+    with open_linker(spark, settings, features, model.splink_settings) as (linker, _):
+        charts = {
+            "match_weights": linker.visualisations.match_weights_chart(),
+            "m_u_parameters": linker.visualisations.m_u_parameters_chart(),
+        }
+        for name, chart in charts.items():
+            (out / f"{name}.html").write_text(chart.to_html(inline=True), encoding="utf-8")
+    log.info("model %s charts written to %s", model.model_version, out)
+
+
+def train_model(spark: SparkSession, settings: Settings) -> TrainSummary:
+    """Train on silver.customer_records and save the model to ``settings.resolved_model_path``."""
+    started = time.monotonic()
+    features = load_features(spark, settings).cache()
+    try:
+        record_count = features.count()
+        log.info("training on %d customer records", record_count)
+        untrained = settings_creator()
+        with open_linker(spark, settings, features, untrained) as (linker, written):
+            blocking = _blocking_analysis(linker)
+            with_u = with_sampled_u(
+                linker, written, untrained.create_settings_dict("spark"), U_MAX_PAIRS
+            )
+        log.info("u estimated after %.1fs", time.monotonic() - started)
+        with open_linker(spark, settings, features, with_u) as (linker, _):
+            trained = _estimate_m_and_lambda(linker)
+        model = new_saved_model(
+            trained,
+            record_count,
+            training={
+                "blocking_comparisons": blocking,
+                "deterministic_recall": DETERMINISTIC_RECALL,
+                "u_max_pairs": U_MAX_PAIRS,
+            },
+        )
+        save_model(model, settings.resolved_model_path)
+        _write_charts(spark, settings, features, model)
+    finally:
+        features.unpersist()
+    lam = float(model.splink_settings["probability_two_random_records_match"])
+    seconds = time.monotonic() - started
+    log.info("model %s trained in %.1fs (lambda=%.3g)", model.model_version, seconds, lam)
+    return TrainSummary(
+        model_version=model.model_version,
+        model_path=settings.resolved_model_path,
+        record_count=record_count,
+        probability_two_random_records_match=lam,
+        blocking_comparisons=blocking,
+        seconds=seconds,
+    )
