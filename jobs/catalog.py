@@ -52,6 +52,19 @@ GOLD_IDENTITY_LINKS = Table(Layer.GOLD, "identity_links", "scored record pairs w
 GOLD_IDENTITY_XREF = Table(Layer.GOLD, "identity_xref", "source record -> customer_id")
 GOLD_CUSTOMER_ID_HISTORY = Table(Layer.GOLD, "customer_id_history", "merges and splits of ids")
 GOLD_CUSTOMER_PROFILE = Table(Layer.GOLD, "customer_profile", "golden record with provenance")
+GOLD_CUSTOMER_360 = Table(Layer.GOLD, "customer_360", "RFM, value, channels, cases, consent")
+GOLD_CUSTOMER_TIMELINE = Table(
+    Layer.GOLD, "customer_timeline", "every interaction of a customer, time-ordered, summarized"
+)
+GOLD_AGENT_CONTEXT = Table(
+    Layer.GOLD, "agent_context", "one screen per customer for an agent, with next best action"
+)
+GOLD_SEGMENT_MEMBERSHIP = Table(
+    Layer.GOLD, "segment_membership", "marketers' audiences, consent applied"
+)
+GOLD_JOURNEY_METRICS = Table(
+    Layer.GOLD, "journey_metrics", "adoption, switches, escalations, resolution per day/channel"
+)
 
 ALL_TABLES: tuple[Table, ...] = (
     BRONZE_POS,
@@ -67,6 +80,11 @@ ALL_TABLES: tuple[Table, ...] = (
     GOLD_IDENTITY_XREF,
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_360,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_AGENT_CONTEXT,
+    GOLD_SEGMENT_MEMBERSHIP,
+    GOLD_JOURNEY_METRICS,
 )
 
 BRONZE_TABLES: dict[str, Table] = {

@@ -8,6 +8,7 @@ on a laptop and on a cluster: configuration, not code, chooses the engine.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,22 @@ class Settings(BaseSettings):
     match_threshold: float = Field(0.9, description="match probability at which records cluster")
     model_path: Path | None = Field(None, description="saved Splink model; default under lakehouse")
     serving_url: str | None = Field(None, description="serving store; default SQLite in lakehouse")
+    spark_submit: bool = Field(
+        False,
+        description="DAGs run Spark steps with spark-submit instead of in the Airflow worker; "
+        "not yet available: needs apache-airflow-providers-apache-spark",
+    )
+    segments_dir: Path = Field(
+        PROJECT_ROOT / "jobs" / "segment_definitions",
+        description="folder of marketers' segment definitions (*.yaml)",
+    )
+    curation_rules: Path = Field(
+        PROJECT_ROOT / "jobs" / "curation_rules.yaml",
+        description="curation rules: currencies, tiers, case and journey rules, next best actions",
+    )
+    as_of: datetime | None = Field(
+        None, description="reference time of curated tables; default the latest interaction"
+    )
 
     @classmethod
     def settings_customise_sources(

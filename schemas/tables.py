@@ -14,7 +14,9 @@ from pyspark.sql.types import (
     DateType,
     DecimalType,
     DoubleType,
+    IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -117,5 +119,125 @@ CUSTOMER_PROFILE = StructType(
         StructField("interaction_count", LongType()),
         StructField("model_version", StringType(), nullable=False),
         StructField("resolved_at", TimestampType(), nullable=False),
+    ]
+)
+
+
+# --- curated gold (jobs/curate.py, jobs/segments.py; the rules are documented there) ------------
+
+_MONEY = DecimalType(14, 2)  # amounts converted to the reporting currency
+
+# Every interaction of a resolved customer, in time order, with a one-line summary free of PII.
+CUSTOMER_TIMELINE = StructType(
+    [
+        StructField("customer_id", StringType(), nullable=False),
+        StructField("seq", LongType(), nullable=False),  # 1 = the customer's first interaction
+        StructField("ts", TimestampType(), nullable=False),
+        *_fields("channel source type status initiated_by case_id reason", StringType()),
+        StructField("amount", DecimalType(12, 2)),
+        StructField("currency", StringType()),
+        StructField("amount_reporting", _MONEY),
+        StructField("categories", StringType()),
+        StructField("sentiment", DoubleType()),
+        StructField("handle_time_s", LongType()),
+        *_fields("escalated transferred", BooleanType()),
+        *_fields("summary interaction_id record_id", StringType()),
+    ]
+)
+
+# One row per customer: value, channels, cases, interests and consent, for marketers.
+CUSTOMER_360 = StructType(
+    [
+        StructField("customer_id", StringType(), nullable=False),
+        *_fields("country language tier", StringType()),
+        *_fields("first_seen_at last_seen_at", TimestampType()),
+        *_fields("interaction_count order_count", LongType()),
+        *_fields("first_order_at last_order_at", TimestampType()),
+        StructField("recency_days", IntegerType()),
+        StructField("frequency", LongType()),
+        *_fields("monetary lifetime_value avg_order_value", _MONEY),
+        StructField("reporting_currency", StringType()),
+        *_fields("orders_by_channel channel_mix", MapType(StringType(), LongType())),
+        StructField("preferred_channel", StringType()),
+        StructField("last_contact_at", MapType(StringType(), TimestampType())),
+        StructField("days_since_last_contact", IntegerType()),
+        StructField("open_case_count", LongType()),
+        StructField("open_case_ids", ArrayType(StringType())),
+        StructField("contact_reasons", MapType(StringType(), LongType())),
+        StructField("category_affinity", MapType(StringType(), DoubleType())),
+        StructField("top_category", StringType()),
+        *_fields("consent_email consent_sms consent_push consent_ads", BooleanType()),
+        StructField("as_of", TimestampType(), nullable=False),
+    ]
+)
+
+OPEN_CASE = StructType(
+    [
+        StructField("case_id", StringType()),
+        *_fields("opened_at last_activity_at", TimestampType()),
+        StructField("channel_path", ArrayType(StringType())),  # channels in order, repeats merged
+        StructField("channel_history", StringType()),  # "social -> web -> call_center"
+        StructField("touches", LongType()),
+        *_fields("last_status reason", StringType()),
+    ]
+)
+RECENT_INTERACTION = StructType(
+    [
+        StructField("channel", StringType()),
+        StructField("ts", TimestampType()),
+        *_fields("type status summary", StringType()),
+    ]
+)
+FAILED_SELF_SERVICE = StructType(
+    [
+        StructField("ts", TimestampType()),
+        *_fields("channel type summary", StringType()),
+        StructField("resolved_after", BooleanType()),  # an agent closed a contact since
+    ]
+)
+
+# One row per customer: what an agent needs on one screen, and what to do next.
+AGENT_CONTEXT = StructType(
+    [
+        StructField("customer_id", StringType(), nullable=False),
+        *_fields("display_name tier language country preferred_channel", StringType()),
+        StructField("lifetime_value", _MONEY),
+        StructField("reporting_currency", StringType()),
+        StructField("consents", ArrayType(StringType())),  # purposes consented: email, sms, ...
+        StructField("open_case_count", LongType()),
+        StructField("open_cases", ArrayType(OPEN_CASE)),  # most recently active first
+        StructField("last_interactions", ArrayType(RECENT_INTERACTION)),  # newest first
+        StructField("failed_self_service", ArrayType(FAILED_SELF_SERVICE)),  # newest first
+        StructField("recent_sentiment", DoubleType()),
+        StructField("last_contact_at", TimestampType()),
+        *_fields("next_best_action next_best_action_reason next_best_action_rule", StringType()),
+        StructField("as_of", TimestampType(), nullable=False),
+    ]
+)
+
+# Who is in which marketer-defined audience; only customers with the required consent.
+SEGMENT_MEMBERSHIP = StructType(
+    [
+        StructField("segment", StringType(), nullable=False),
+        StructField("customer_id", StringType(), nullable=False),
+        StructField("consent_purpose", StringType(), nullable=False),
+        StructField("as_of", TimestampType(), nullable=False),
+    ]
+)
+
+# Per day and channel: how customers adopt channels and how issues travel between them.
+JOURNEY_METRICS = StructType(
+    [
+        StructField("day", DateType(), nullable=False),
+        StructField("channel", StringType(), nullable=False),
+        *_fields("active_customers new_adopters cumulative_adopters", LongType()),
+        StructField("adoption_rate", DoubleType()),
+        *_fields("cases_started channel_switches", LongType()),
+        *_fields("self_service_attempts escalations_to_agent", LongType()),
+        StructField("escalation_rate", DoubleType()),
+        StructField("cases_resolved", LongType()),
+        *_fields("mean_resolution_hours p90_resolution_hours", DoubleType()),
+        *_fields("service_contacts repeat_contacts_7d", LongType()),
+        StructField("repeat_contact_rate", DoubleType()),
     ]
 )
