@@ -1,0 +1,112 @@
+"""
+The daily omnicdp pipeline: from the files the channels dropped in landing to curated gold.
+
+It runs once a day (``@daily``, at midnight UTC, no catch-up of missed days: each run processes
+whatever landing holds that it has not ingested yet, so one run makes up for several missed
+ones) and never overlaps with itself, because every step rewrites whole Delta tables. It can
+also be triggered by hand at any time, for example after a late delivery; re-running a day
+changes nothing.
+
+The steps run in order, each one the same job the ``omnicdp`` CLI runs:
+
+1. ``ingest`` reads the new POS, web, app, call center and social files into bronze, putting
+   unparseable lines into quarantine; it fails if a file's lines do not reconcile.
+2. ``gate_bronze`` checks bronze against its Great Expectations suite.
+3. ``standardize`` rebuilds silver customer records and interactions from bronze.
+4. ``gate_silver`` checks silver: unique record ids, email and phone formats, consent values.
+5. ``resolve_identities`` links silver records into customers (training the Splink model when
+   there is none) and rewrites gold identity links, xref and customer profiles.
+6. ``gate_gold`` checks one profile per customer, every record mapped exactly once and cluster
+   sizes. Passing it updates the assets ``gold.identity_links``, ``gold.identity_xref`` and
+   ``gold.customer_profile``.
+7. ``curate`` rebuilds the customer timeline, customer 360, agent context and journey metrics,
+   and updates their assets (``gold.customer_360`` and so on).
+
+A failed gate fails its task at once (no retries: the same data would fail again), marks every
+later step ``upstream_failed`` and updates no asset, so no later step and no asset-scheduled DAG
+works from data that did not pass. (The tables the gate checked have already been replaced by
+their step; Delta keeps their previous version for time travel.) The task log says which
+table, expectation and column failed, and how many rows, and the Data Docs under
+``<lakehouse>/reports/data_docs`` show the whole validation. Other failures are
+retried twice, after 5 and then 10 minutes; a step running over two hours is stopped.
+
+Where Spark runs: inside the Airflow worker, one SparkSession per task process (under
+``airflow dags test`` all tasks share one), with the master ``OMNICDP_SPARK_MASTER`` names.
+Running the steps with spark-submit instead (``OMNICDP_SPARK_SUBMIT=true``) is not yet
+available: it needs apache-airflow-providers-apache-spark, and until then the DAG refuses to
+load with that setting rather than quietly running in-process.
+
+What it triggers: any DAG scheduled on one of the gold assets, e.g.
+``schedule=[Asset.ref(name="gold.customer_profile")]`` for a serving-store publisher, runs after
+a day's identity tables passed their gate; one scheduled on ``gold.agent_context`` runs after
+curation.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import chain, dag
+
+from jobs import orchestration as steps
+from jobs.catalog import Layer
+from jobs.orchestration import CURATED_TABLES, IDENTITY_TABLES, spark_task
+
+
+@dag(
+    dag_id="omnicdp_daily",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=steps.DEFAULT_ARGS,
+    tags=[*steps.TAGS, "daily", "bronze", "silver", "gold"],
+    doc_md=__doc__,
+)
+def omnicdp_daily() -> None:
+    @spark_task()
+    def ingest() -> dict:
+        """Ingest new landing files into bronze and quarantine."""
+        return steps.ingest()
+
+    @spark_task()
+    def gate_bronze() -> dict:
+        """Bronze quality gate."""
+        return steps.gate(Layer.BRONZE)
+
+    @spark_task()
+    def standardize() -> dict:
+        """Rebuild silver from bronze."""
+        return steps.standardize()
+
+    @spark_task()
+    def gate_silver() -> dict:
+        """Silver quality gate."""
+        return steps.gate(Layer.SILVER)
+
+    @spark_task()
+    def resolve_identities() -> dict:
+        """Link, cluster and profile customers into gold."""
+        return steps.resolve()
+
+    @spark_task(outlets=steps.assets(IDENTITY_TABLES))
+    def gate_gold() -> dict:
+        """Gold identity quality gate; passing it publishes the identity assets."""
+        return steps.gate(Layer.GOLD)
+
+    @spark_task(outlets=steps.assets(CURATED_TABLES))
+    def curate() -> dict:
+        """Rebuild the curated gold tables for marketers and agents."""
+        return steps.curate()
+
+    chain(
+        ingest(),
+        gate_bronze(),
+        standardize(),
+        gate_silver(),
+        resolve_identities(),
+        gate_gold(),
+        curate(),
+    )
+
+
+omnicdp_daily()

@@ -1,0 +1,1 @@
+"""Great Expectations suites per layer (``suites``) and the gate that runs them (``gate``)."""

@@ -1,0 +1,294 @@
+"""The expectation suites of every layer, as code: what a table must satisfy to be promoted.
+
+A suite validates one Spark DataFrame: a table from the catalog, or a small frame derived in
+Spark from several tables when the rule spans tables (every silver record mapped exactly once in
+the xref; exactly one golden record per customer). Expectations only count rows; none of them
+reports values, so a failed gate can be described without repeating names, emails or phones.
+
+Bronze: each ingested source's table has its contract's columns, its required fields filled and
+one row per landing line. Silver: one row per record id, formats standardize promises (lower-case
+email, E.164 phone), consent as booleans, one row per interaction. Gold: one profile per
+customer, every record in exactly one cluster, clusters within plausible bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import great_expectations.expectations as gxe
+from delta.tables import DeltaTable
+from great_expectations.expectations import Expectation
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from jobs.catalog import (
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_IDENTITY_LINKS,
+    GOLD_IDENTITY_XREF,
+    SILVER_CUSTOMER_RECORDS,
+    SILVER_INTERACTIONS,
+    Layer,
+    Table,
+    bronze_table,
+)
+from jobs.ingest import METADATA_COLUMNS
+from jobs.settings import Settings
+from schemas.sources import SOURCES, SourceSpec
+from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
+
+# What silver promises: emails lower-cased and shaped like one, phones in E.164.
+EMAIL_FORMAT = r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
+E164_FORMAT = r"^\+[1-9][0-9]{6,14}$"
+NOT_BLANK = r"\S"
+CONSENT_COLUMNS = ("email_opt_in", "sms_opt_in", "push_opt_in", "ads_opt_in")
+# One person rarely has more than a loyalty card, a web login, an app account, a social handle
+# and a few call-center cases; a cluster far beyond that is records chained together by a shared
+# phone or address (over-merging), which must not reach the golden record.
+MAX_CLUSTER_SIZE = 50
+
+FrameSource = Callable[[SparkSession, Settings], DataFrame]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One expectation suite, the Spark frame it validates, and the tables that frame reads."""
+
+    name: str
+    frame: FrameSource
+    expectations: Callable[[], list[Expectation]]
+    reads: tuple[Table, ...]
+
+
+def table_exists(spark: SparkSession, settings: Settings, table: Table) -> bool:
+    return DeltaTable.isDeltaTable(spark, table.path(settings))
+
+
+def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
+    return spark.read.format("delta").load(table.path(settings))
+
+
+def table_suite(table: Table, expectations: Callable[[], list[Expectation]]) -> Suite:
+    """A suite over one catalog table, named like it."""
+    return Suite(
+        name=table.qualified_name,
+        frame=lambda spark, settings: read_table(spark, settings, table),
+        expectations=expectations,
+        reads=(table,),
+    )
+
+
+def _present(column: str) -> list[Expectation]:
+    """The column is filled: not null and not blank (sources send '' for missing)."""
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column=column),
+        gxe.ExpectColumnValuesToMatchRegex(column=column, regex=NOT_BLANK),
+    ]
+
+
+def _unique_key(column: str) -> list[Expectation]:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column=column),
+        gxe.ExpectColumnValuesToBeUnique(column=column),
+    ]
+
+
+def _exactly_once(column: str, description: str) -> Expectation:
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=column, min_value=1, max_value=1, description=description
+    )
+
+
+# --- bronze ------------------------------------------------------------------------------------
+
+
+def column_paths(schema: StructType, prefix: str = "") -> list[str]:
+    """Every column and nested record field by dotted path, as GX lists a Spark table's columns."""
+    paths = []
+    for field in schema.fields:
+        paths.append(prefix + field.name)
+        if isinstance(field.dataType, StructType):
+            paths += column_paths(field.dataType, f"{prefix}{field.name}.")
+    return paths
+
+
+def bronze_expectations(spec: SourceSpec) -> list[Expectation]:
+    """A source's bronze rows: its contract's layout, required fields, one row per line."""
+    return [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[*column_paths(spec.schema), *METADATA_COLUMNS], exact_match=True
+        ),
+        *[e for column in spec.required for e in _present(column)],
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in METADATA_COLUMNS],
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["source_file", "line_no"],
+            description="each landing line enters bronze at most once",
+        ),
+    ]
+
+
+def bronze_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
+    """A suite per source that has a bronze table; sources never delivered have none to check.
+
+    With no bronze table at all there is nothing to promote, so every source is listed and the
+    gate reports each missing table.
+    """
+    suites = [
+        table_suite(bronze_table(name), lambda spec=spec: bronze_expectations(spec))
+        for name, spec in SOURCES.items()
+    ]
+    present = [s for s in suites if table_exists(spark, settings, s.reads[0])]
+    return present or suites
+
+
+# --- silver ------------------------------------------------------------------------------------
+
+
+def customer_records_expectations() -> list[Expectation]:
+    return [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_RECORDS.fieldNames()),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *_unique_key("record_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=list(SOURCES)),
+        *_present("source_key"),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="email", regex=EMAIL_FORMAT, description="emails are lower-case and well formed"
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="phone", regex=E164_FORMAT, description="phones are in E.164"
+        ),
+        *[
+            gxe.ExpectColumnValuesToBeOfType(
+                column=c, type_="BooleanType", description="consent is true, false or unknown"
+            )
+            for c in CONSENT_COLUMNS
+        ],
+    ]
+
+
+def interactions_expectations() -> list[Expectation]:
+    return [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=INTERACTIONS.fieldNames()),
+        *_unique_key("interaction_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=list(SOURCES)),
+        *[
+            gxe.ExpectColumnValuesToNotBeNull(column=c)
+            for c in ("channel", "ts", "type", "source_file", "line_no")
+        ],
+    ]
+
+
+def silver_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
+    return [
+        table_suite(SILVER_CUSTOMER_RECORDS, customer_records_expectations),
+        table_suite(SILVER_INTERACTIONS, interactions_expectations),
+    ]
+
+
+# --- gold --------------------------------------------------------------------------------------
+
+
+def xref_expectations() -> list[Expectation]:
+    return [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=IDENTITY_XREF.fieldNames()),
+        *_unique_key("record_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="customer_id"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="cluster_size",
+            min_value=1,
+            max_value=MAX_CLUSTER_SIZE,
+            description=f"no customer merges more than {MAX_CLUSTER_SIZE} records",
+        ),
+    ]
+
+
+def profile_expectations() -> list[Expectation]:
+    return [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_PROFILE.fieldNames()),
+        *_unique_key("customer_id"),
+        gxe.ExpectColumnValuesToBeBetween(column="record_count", min_value=1),
+    ]
+
+
+def links_expectations() -> list[Expectation]:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="match_probability"),
+        gxe.ExpectColumnValuesToBeBetween(column="match_probability", min_value=0, max_value=1),
+    ]
+
+
+def xref_coverage(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per record id: its rows in silver.customer_records and in gold.identity_xref."""
+    records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS)
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF)
+    return (
+        records.groupBy("record_id")
+        .agg(F.count(F.lit(1)).alias("silver_rows"))
+        .join(
+            xref.groupBy("record_id").agg(F.count(F.lit(1)).alias("xref_rows")), "record_id", "full"
+        )
+        .fillna(0, ["silver_rows", "xref_rows"])
+    )
+
+
+def xref_coverage_expectations() -> list[Expectation]:
+    return [
+        _exactly_once("xref_rows", "every silver record is mapped exactly once in the xref"),
+        _exactly_once("silver_rows", "every xref record is a silver record"),
+    ]
+
+
+def profiles_per_customer(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per customer id: its golden records and the records the xref maps to it."""
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF)
+    profiles = read_table(spark, settings, GOLD_CUSTOMER_PROFILE)
+    return (
+        xref.groupBy("customer_id")
+        .agg(F.count(F.lit(1)).alias("records"))
+        .join(
+            profiles.groupBy("customer_id").agg(F.count(F.lit(1)).alias("profiles")),
+            "customer_id",
+            "full",
+        )
+        .fillna(0, ["records", "profiles"])
+    )
+
+
+def profiles_per_customer_expectations() -> list[Expectation]:
+    return [
+        _exactly_once("profiles", "exactly one golden record per customer_id"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="records",
+            min_value=1,
+            max_value=MAX_CLUSTER_SIZE,
+            description=f"every profile has 1 to {MAX_CLUSTER_SIZE} records in the xref",
+        ),
+    ]
+
+
+def gold_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
+    return [
+        table_suite(GOLD_IDENTITY_XREF, xref_expectations),
+        table_suite(GOLD_CUSTOMER_PROFILE, profile_expectations),
+        table_suite(GOLD_IDENTITY_LINKS, links_expectations),
+        Suite(
+            "gold.xref_coverage",
+            xref_coverage,
+            xref_coverage_expectations,
+            (SILVER_CUSTOMER_RECORDS, GOLD_IDENTITY_XREF),
+        ),
+        Suite(
+            "gold.profiles_per_customer",
+            profiles_per_customer,
+            profiles_per_customer_expectations,
+            (GOLD_IDENTITY_XREF, GOLD_CUSTOMER_PROFILE),
+        ),
+    ]
+
+
+LAYER_SUITES: dict[Layer, Callable[[SparkSession, Settings], list[Suite]]] = {
+    Layer.BRONZE: bronze_suites,
+    Layer.SILVER: silver_suites,
+    Layer.GOLD: gold_suites,
+}

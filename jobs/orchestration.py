@@ -1,0 +1,187 @@
+"""What the Airflow DAGs share: task defaults, the Spark-step switch, assets, and step callables.
+
+Every step callable builds the settings from the environment (``OMNICDP_*``, ``OMNICDP_CONFIG``)
+in the task's own process, starts or reuses the SparkSession and calls the same job function as
+the CLI, returning a small JSON-safe summary (counts, never PII) that Airflow keeps as the
+task's XCom. DAG files only wire these together.
+
+Heavy imports (PySpark, Splink, Great Expectations) happen inside the step callables, so that
+Airflow parses the DAG files in well under a second.
+
+``Settings.spark_submit`` chooses where Spark steps run: in the Airflow worker (the default, a
+local SparkSession, or any master ``OMNICDP_SPARK_MASTER`` names), or via spark-submit on a
+cluster. The latter needs ``apache-airflow-providers-apache-spark``, which is not installed,
+so a DAG asked to use it fails to load with that explanation instead of silently running
+in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, ExceptionRetryPolicy, RetryAction, RetryRule, task
+
+from expectations.gate import GateFailed
+from jobs.catalog import (
+    GOLD_AGENT_CONTEXT,
+    GOLD_CUSTOMER_360,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_IDENTITY_LINKS,
+    GOLD_IDENTITY_XREF,
+    GOLD_JOURNEY_METRICS,
+    Layer,
+    Table,
+)
+from jobs.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from jobs.ingest import IngestSummary
+
+OWNER = "omnicdp-data-engineering"
+TAGS = ["omnicdp"]
+
+# Tables each step replaces; the DAGs publish them as assets once they may be read.
+IDENTITY_TABLES = (GOLD_IDENTITY_LINKS, GOLD_IDENTITY_XREF, GOLD_CUSTOMER_PROFILE)
+CURATED_TABLES = (
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_CUSTOMER_360,
+    GOLD_AGENT_CONTEXT,
+    GOLD_JOURNEY_METRICS,
+)
+
+# Retries cover what goes away by itself (a lost executor, a full disk being cleaned); a quality
+# gate that fails will fail again on the same data, so it fails at once and says why.
+RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=GateFailed,
+            action=RetryAction.FAIL,
+            reason="the data does not meet the layer's expectations; retrying cannot fix it",
+        )
+    ]
+)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "retry_exponential_backoff": 2.0,
+    "execution_timeout": timedelta(hours=2),
+    "retry_policy": RETRY_POLICY,
+}
+
+
+class SparkSubmitUnavailable(RuntimeError):
+    """``spark_submit`` was asked for, but this installation cannot do it yet."""
+
+
+def spark_task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """The task decorator for Spark steps, honouring ``Settings.spark_submit``.
+
+    In-process is the only engine implemented: a SparkSubmitOperator needs the Spark provider
+    package, which is not installed, and faking the switch would run in-process anyway.
+    """
+    if Settings().spark_submit:
+        raise SparkSubmitUnavailable(
+            "spark_submit is on (OMNICDP_SPARK_SUBMIT or the config file), but running Spark "
+            "steps with spark-submit is not yet available: it needs "
+            "apache-airflow-providers-apache-spark. Turn it off to run the Spark steps in the "
+            "Airflow worker (OMNICDP_SPARK_MASTER may still name a cluster)."
+        )
+    # A step returns one summary; without this, a ``dict`` return is split into one XCom per key.
+    return task(**{"multiple_outputs": False, **kwargs})
+
+
+def table_asset(table: Table, settings: Settings) -> Asset:
+    """The Airflow asset of a catalog table: named like the table, located where it lives.
+
+    Consumers schedule on the name (``Asset.ref(name="gold.customer_profile")``), which does
+    not change when the lakehouse moves.
+    """
+    location = str(table.path(settings))
+    uri = location if "://" in location else Path(location).resolve().as_uri()
+    return Asset(name=table.qualified_name, uri=uri, extra={"description": table.description})
+
+
+def assets(tables: tuple[Table, ...]) -> list[Asset]:
+    settings = Settings()
+    return [table_asset(t, settings) for t in tables]
+
+
+def _jsonable(summary: Any) -> dict[str, Any]:
+    """A job summary as XCom-safe JSON (datetimes and paths as strings)."""
+    return json.loads(json.dumps(asdict(summary), default=str))
+
+
+def _spark_and_settings() -> tuple[SparkSession, Settings]:
+    from jobs.spark import get_spark
+
+    settings = Settings()
+    return get_spark(settings), settings
+
+
+# --- step callables: one per pipeline step, each calling the job function the CLI calls -------
+
+
+def ingest() -> dict[str, Any]:
+    """Ingest new landing files; fail if any file's lines do not reconcile."""
+    from jobs.ingest import ingest_batch
+
+    spark, settings = _spark_and_settings()
+    summary = ingest_batch(spark, settings)
+    _require_reconciled(summary)
+    return _jsonable(summary)
+
+
+def _require_reconciled(summary: IngestSummary) -> None:
+    """Fail like ``omnicdp ingest`` does when a file's lines are not all accounted for."""
+    unreconciled = [
+        f"{f.source_file}: {f.lines - f.header_lines} data lines, {f.bronze_rows} in bronze, "
+        f"{f.quarantined_rows} quarantined"
+        for source in summary.sources.values()
+        for f in source.files
+        if not f.reconciled
+    ]
+    if unreconciled:
+        raise RuntimeError(
+            f"ingest batch {summary.batch_id}: {len(unreconciled)} file(s) do not reconcile:\n"
+            + "\n".join(unreconciled)
+        )
+
+
+def gate(layer: Layer) -> dict[str, Any]:
+    """Run ``layer``'s quality gate; :class:`GateFailed` stops everything downstream."""
+    from expectations.gate import run_gate
+
+    spark, settings = _spark_and_settings()
+    return run_gate(spark, settings, layer).to_dict()
+
+
+def standardize() -> dict[str, Any]:
+    from jobs.standardize import standardize as standardize_job
+
+    spark, settings = _spark_and_settings()
+    return _jsonable(standardize_job(spark, settings))
+
+
+def resolve() -> dict[str, Any]:
+    """Resolve identities (training the model first when there is none or it is stale)."""
+    from identity import resolve_identities
+
+    spark, settings = _spark_and_settings()
+    return _jsonable(resolve_identities(spark, settings))
+
+
+def curate() -> dict[str, Any]:
+    from jobs.curate import curate as curate_job
+
+    spark, settings = _spark_and_settings()
+    return _jsonable(curate_job(spark, settings))

@@ -1,0 +1,278 @@
+"""Quality gates on real Spark, Delta and Great Expectations, and a DAG run that a gate stops.
+
+The gates run on small hand-built silver and gold tables: they pass on good rows, and on bad
+rows (a duplicated record id, malformed emails, consent stored as text, a record the xref maps
+twice or not at all) they raise GateFailed with a message naming the table, the expectation,
+the column and how many rows failed, and neither that message nor the Data Docs repeat the
+offending values. The last test
+writes bad silver and runs ``airflow dags test``: the silver gate fails at its first try and
+nothing after it runs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StructField, StructType
+
+from expectations.gate import GateFailed, run_gate
+from jobs.catalog import (
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_IDENTITY_LINKS,
+    GOLD_IDENTITY_XREF,
+    SILVER_CUSTOMER_RECORDS,
+    SILVER_INTERACTIONS,
+    Table,
+)
+from jobs.settings import Settings
+from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
+from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
+
+SEEN = datetime(2026, 11, 1, 10, 0)
+MALFORMED_EMAILS = ("minji.kim@@example", "Anna.Schmidt@Example.DE")
+
+
+def customer_record(record_id: str, **fields: Any) -> dict[str, Any]:
+    source, key = record_id.split(":", 1)
+    row: dict[str, Any] = dict.fromkeys(CUSTOMER_RECORDS.fieldNames())
+    row.update(
+        record_id=record_id,
+        source=source,
+        source_key=key,
+        first_seen_at=SEEN,
+        last_seen_at=SEEN,
+        interaction_count=1,
+    )
+    return {**row, **fields}
+
+
+def interaction(interaction_id: str, record_id: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(INTERACTIONS.fieldNames())
+    source = interaction_id.split(":", 1)[0]
+    row.update(
+        interaction_id=interaction_id,
+        source=source,
+        channel=source,
+        record_id=record_id,
+        ts=SEEN,
+        type="visit",
+        source_file=f"{source}/2026-11-01/export.csv",
+        line_no=2,
+    )
+    return row
+
+
+GOOD_RECORDS = [
+    customer_record(
+        "pos:l100", email="minji.kim@example.com", phone="+821012345678", email_opt_in=True
+    ),
+    customer_record("web:anna.schmidt@example.de", email="anna.schmidt@example.de"),
+    customer_record("social:jiwoo_p", phone="+14155552671", ads_opt_in=False),
+]
+BAD_RECORDS = [
+    *GOOD_RECORDS,
+    customer_record("pos:l100", email=MALFORMED_EMAILS[0]),  # the same record twice
+    customer_record("call_center:c7", email=MALFORMED_EMAILS[1]),  # silver must lower-case
+]
+INTERACTIONS_ROWS = [
+    interaction("pos:T1", "pos:l100"),
+    interaction("web:E1", "web:anna.schmidt@example.de"),
+    interaction("web:E2", None),
+]
+
+
+def write(
+    spark: SparkSession, settings: Settings, table: Table, rows: list, schema: StructType
+) -> None:
+    (
+        spark.createDataFrame(rows, schema)
+        .write.format("delta")
+        .mode("overwrite")
+        .save(table.path(settings))
+    )
+
+
+def write_silver(spark: SparkSession, settings: Settings, records: DataFrame) -> None:
+    records.write.format("delta").save(SILVER_CUSTOMER_RECORDS.path(settings))
+    write(spark, settings, SILVER_INTERACTIONS, INTERACTIONS_ROWS, INTERACTIONS)
+
+
+def good_records(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(GOOD_RECORDS, CUSTOMER_RECORDS)
+
+
+def bad_records(spark: SparkSession) -> DataFrame:
+    """A duplicated record id, malformed emails, and email consent as text ('yes')."""
+    records = spark.createDataFrame(BAD_RECORDS, CUSTOMER_RECORDS)
+    return records.withColumn("email_opt_in", F.when(F.col("email_opt_in"), "yes"))
+
+
+def files_under(folder: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
+
+
+# --- silver --------------------------------------------------------------------------------
+
+
+def test_silver_gate_passes_on_good_records(spark: SparkSession, settings: Settings) -> None:
+    write_silver(spark, settings, good_records(spark))
+
+    result = run_gate(spark, settings, "silver")
+
+    assert result.success
+    assert result.suites == {"silver.customer_records": True, "silver.interactions": True}
+    assert Path(result.data_docs).is_file()
+
+
+def test_silver_gate_names_duplicates_and_bad_emails_without_values(
+    spark: SparkSession, settings: Settings
+) -> None:
+    write_silver(spark, settings, bad_records(spark))
+
+    with pytest.raises(GateFailed) as failed:
+        run_gate(spark, settings, "silver")
+
+    message = str(failed.value)
+    assert message.startswith("silver gate failed: 3 of ")
+    assert (
+        "silver.customer_records: expect_column_values_to_be_unique on record_id: 2 of 5 rows fail"
+    ) in message
+    assert (
+        "silver.customer_records: emails are lower-case and well formed "
+        "(expect_column_values_to_match_regex on email): 2 of 5 rows fail"
+    ) in message
+    assert (
+        "silver.customer_records: consent is true, false or unknown "
+        "(expect_column_values_to_be_of_type on email_opt_in): observed StringType"
+    ) in message
+    assert failed.value.result.suites == {
+        "silver.customer_records": False,
+        "silver.interactions": True,
+    }
+    reports = files_under(settings.reports_dir)
+    for email in MALFORMED_EMAILS:
+        assert email not in message
+        assert email not in reports
+
+
+# --- gold ----------------------------------------------------------------------------------
+
+
+def xref(record_id: str, customer_id: str, cluster_size: int) -> dict[str, Any]:
+    source = record_id.split(":", 1)[0]
+    return {
+        "record_id": record_id,
+        "source": source,
+        "customer_id": customer_id,
+        "cluster_size": cluster_size,
+        "resolved_at": SEEN,
+    }
+
+
+def profile(customer_id: str, record_count: int) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(CUSTOMER_PROFILE.fieldNames())
+    row.update(
+        customer_id=customer_id, record_count=record_count, model_version="m1", resolved_at=SEEN
+    )
+    return row
+
+
+def test_gold_gate_finds_records_mapped_twice_or_never_and_missing_profiles(
+    spark: SparkSession, settings: Settings
+) -> None:
+    records = ["pos:l100", "web:anna.schmidt@example.de", "social:jiwoo_p", "call_center:c7"]
+    write(
+        spark,
+        settings,
+        SILVER_CUSTOMER_RECORDS,
+        [customer_record(r) for r in records],
+        CUSTOMER_RECORDS,
+    )
+    write(
+        spark,
+        settings,
+        GOLD_IDENTITY_XREF,
+        [
+            xref(records[0], "C1", 2),
+            xref(records[1], "C1", 2),
+            xref(records[2], "C2", 1),
+            xref(records[2], "C3", 1),  # one record in two customers; call_center:c7 in none
+        ],
+        IDENTITY_XREF,
+    )
+    write(
+        spark,
+        settings,
+        GOLD_CUSTOMER_PROFILE,
+        [profile("C1", 2), profile("C2", 1)],
+        CUSTOMER_PROFILE,
+    )
+    links = StructType([StructField("match_probability", DoubleType())])
+    write(spark, settings, GOLD_IDENTITY_LINKS, [(0.97,)], links)
+
+    with pytest.raises(GateFailed) as failed:
+        run_gate(spark, settings, "gold")
+
+    message = str(failed.value)
+    assert (
+        "gold.xref_coverage: every silver record is mapped exactly once in the xref "
+        "(expect_column_values_to_be_between on xref_rows): 2 of 4 rows fail"
+    ) in message
+    assert (
+        "gold.profiles_per_customer: exactly one golden record per customer_id "
+        "(expect_column_values_to_be_between on profiles): 1 of 3 rows fail"
+    ) in message
+    assert "gold.identity_xref: expect_column_values_to_be_unique on record_id: 2 of 4" in message
+
+
+def test_bronze_gate_fails_when_nothing_was_ingested(
+    spark: SparkSession, settings: Settings
+) -> None:
+    with pytest.raises(GateFailed) as failed:
+        run_gate(spark, settings, "bronze")
+
+    assert "bronze.pos_transactions: tables exist: no Delta table bronze.pos_transactions" in str(
+        failed.value
+    )
+
+
+# --- the gate in the DAG -------------------------------------------------------------------
+
+
+def test_failed_silver_gate_stops_the_daily_dag_before_identity(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Bad silver as if standardize had written it: ingest, the bronze gate and standardize are
+    marked successful without running, so the silver gate sees exactly these rows."""
+    settings = Settings(
+        lakehouse=tmp_path / "lakehouse",
+        landing=tmp_path / "landing",
+        spark_master="local[2]",
+        shuffle_partitions=4,
+    )
+    write_silver(spark, settings, bad_records(spark))
+    home = migrated_home(tmp_path)
+
+    result = airflow(
+        "dags",
+        "test",
+        DAG_ID,
+        "--mark-success-pattern",
+        "ingest|gate_bronze|standardize",
+        env=airflow_env(home, settings),
+        timeout=600,
+    )
+
+    assert result.returncode != 0
+    states = task_states(home)
+    assert states["gate_silver"] == ("failed", 1)  # failed at once: retrying cannot fix data
+    for later in ("resolve_identities", "gate_gold", "curate"):
+        assert states[later][0] == "upstream_failed", later
+    assert "silver gate failed" in output_of(result)
+    assert not DeltaTable.isDeltaTable(spark, GOLD_IDENTITY_XREF.path(settings))
