@@ -1,0 +1,202 @@
+"""Publish: gold -> the serving store the agent API and MCP tools read (``omnicdp publish``).
+
+What is published, per customer_id:
+
+- ``customer``: the golden record (``gold.customer_profile``) and the agent's screen
+  (``gold.agent_context``) as JSON text, with name, tier and open cases for lookup answers;
+- ``lookup_key``: every identifier any of the customer's records carries
+  (``silver.customer_records`` via ``gold.identity_xref``): email, E.164 phone, loyalty id,
+  social handle, device id; the values are silver's, so lookups normalize the same way
+  (``serving.customers.normalize``);
+- ``retired_id``: ids identity resolution retired and the ids they live on as
+  (``gold.customer_id_history``, when that table exists);
+- ``timeline``: ``gold.customer_timeline``, one JSON event per interaction;
+- ``segment`` / ``segment_member``: ``gold.segment_membership``, customer_ids only.
+
+Rows stream from Spark to the store one partition at a time (``toLocalIterator``), so the driver
+holds one partition, not a table, and millions of customers publish on a laptop. The store
+switches to the new generation in one transaction (``serving.store``): readers see the previous
+publish until then, and a failed publish leaves the previous one in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from jobs.catalog import (
+    GOLD_AGENT_CONTEXT,
+    GOLD_CUSTOMER_ID_HISTORY,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_IDENTITY_XREF,
+    GOLD_SEGMENT_MEMBERSHIP,
+    SILVER_CUSTOMER_RECORDS,
+    Table,
+)
+from jobs.settings import Settings
+from schemas.tables import AGENT_CONTEXT, CUSTOMER_PROFILE, CUSTOMER_TIMELINE
+from serving.customers import LookupKind
+from serving.store import (
+    CUSTOMER,
+    LOOKUP_KEY,
+    RETIRED_ID,
+    SEGMENT,
+    SEGMENT_MEMBER,
+    TIMELINE,
+    StoreTable,
+    open_store,
+)
+
+log = logging.getLogger(__name__)
+
+_JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ssXXX", "dateFormat": "yyyy-MM-dd"}
+_TIMESTAMP_TEXT = "yyyy-MM-dd'T'HH:mm:ssXXX"
+
+# lookup kind -> the silver.customer_records column that holds it
+LOOKUP_COLUMNS = {
+    LookupKind.EMAIL: "email",
+    LookupKind.PHONE: "phone",
+    LookupKind.LOYALTY_ID: "loyalty_id",
+    LookupKind.HANDLE: "social_handle",
+    LookupKind.DEVICE_ID: "device_id",
+}
+
+
+@dataclass
+class PublishSummary:
+    store: str
+    generation: int
+    rows: dict[str, int]
+    seconds: float
+
+
+def publish(
+    spark: SparkSession, settings: Settings, progress: Callable[[str], None] | None = None
+) -> PublishSummary:
+    """Publish the current gold tables as the serving store's next generation."""
+    frames = serving_frames(spark, settings)
+    store = open_store(settings.resolved_serving_url)
+    started = time.monotonic()
+    with store.publish() as publication:
+        for table, frame in frames.items():
+            rows = publication.load(table, frame.toLocalIterator(prefetchPartitions=True))
+            if progress:
+                progress(f"publish: {rows} rows into {table.name}")
+    summary = PublishSummary(
+        store=store.display_url,
+        generation=publication.number,
+        rows=publication.rows,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    log.info("publish: generation %d, rows %s", summary.generation, summary.rows)
+    return summary
+
+
+def serving_frames(spark: SparkSession, settings: Settings) -> dict[StoreTable, DataFrame]:
+    """One DataFrame per store table, columns in the table's order; fails fast on missing gold."""
+    read = {t: _read(spark, settings, t) for t in _REQUIRED}
+    frames = {
+        CUSTOMER: _customers(read[GOLD_CUSTOMER_PROFILE], read[GOLD_AGENT_CONTEXT]),
+        LOOKUP_KEY: _lookup_keys(read[SILVER_CUSTOMER_RECORDS], read[GOLD_IDENTITY_XREF]),
+        TIMELINE: _timeline(read[GOLD_CUSTOMER_TIMELINE]),
+        SEGMENT: _segments(read[GOLD_SEGMENT_MEMBERSHIP]),
+        SEGMENT_MEMBER: _segment_members(read[GOLD_SEGMENT_MEMBERSHIP]),
+    }
+    history = _read(spark, settings, GOLD_CUSTOMER_ID_HISTORY, required=False)
+    if history is not None:
+        frames[RETIRED_ID] = _retired_ids(history)
+    return {table: frame.select(*table.columns) for table, frame in frames.items()}
+
+
+_REQUIRED = (
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_AGENT_CONTEXT,
+    SILVER_CUSTOMER_RECORDS,
+    GOLD_IDENTITY_XREF,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_SEGMENT_MEMBERSHIP,
+)
+
+
+def _read(
+    spark: SparkSession, settings: Settings, table: Table, required: bool = True
+) -> DataFrame | None:
+    from delta.tables import DeltaTable
+
+    path = table.path(settings)
+    if DeltaTable.isDeltaTable(spark, path):
+        return spark.read.format("delta").load(path)
+    if required:
+        raise FileNotFoundError(
+            f"{table.qualified_name} not found at {path}: run the steps that build it first"
+        )
+    return None
+
+
+def _json_of(schema: StructType, drop: tuple[str, ...] = ("customer_id",)) -> Column:
+    """The row's fields (bar ``drop``) as one JSON object; null fields are left out."""
+    fields = [F.col(f.name) for f in schema.fields if f.name not in drop]
+    return F.to_json(F.struct(*fields), _JSON_OPTIONS)
+
+
+def _customers(profile: DataFrame, context: DataFrame) -> DataFrame:
+    profiles = profile.select(
+        "customer_id",
+        F.initcap("full_name").alias("_profile_name"),
+        _json_of(CUSTOMER_PROFILE).alias("profile"),
+    )
+    contexts = context.select(
+        "customer_id",
+        "display_name",
+        "tier",
+        "open_case_count",
+        _json_of(AGENT_CONTEXT).alias("context"),
+    )
+    joined = profiles.join(contexts, "customer_id", "full")
+    return joined.withColumn("display_name", F.coalesce("display_name", "_profile_name"))
+
+
+def _lookup_keys(records: DataFrame, xref: DataFrame) -> DataFrame:
+    owned = records.join(xref.select("record_id", "customer_id"), "record_id")
+    keys = [
+        owned.select(
+            F.lit(kind.value).alias("kind"), F.col(column).alias("value"), "customer_id"
+        ).where(F.col(column).isNotNull() & (F.col(column) != ""))
+        for kind, column in LOOKUP_COLUMNS.items()
+    ]
+    union = keys[0]
+    for frame in keys[1:]:
+        union = union.unionByName(frame)
+    return union.distinct()
+
+
+def _timeline(timeline: DataFrame) -> DataFrame:
+    return timeline.select("customer_id", "seq", _json_of(CUSTOMER_TIMELINE).alias("event"))
+
+
+def _segments(membership: DataFrame) -> DataFrame:
+    return membership.groupBy(F.col("segment").alias("name")).agg(
+        F.countDistinct("customer_id").alias("members"),
+        F.min("consent_purpose").alias("consent_purpose"),
+        F.date_format(F.max("as_of"), _TIMESTAMP_TEXT).alias("as_of"),
+    )
+
+
+def _segment_members(membership: DataFrame) -> DataFrame:
+    return membership.dropDuplicates(["segment", "customer_id"])
+
+
+def _retired_ids(history: DataFrame) -> DataFrame:
+    return history.select(
+        "retired_id",
+        "surviving_id",
+        F.date_format("changed_at", _TIMESTAMP_TEXT).alias("changed_at"),
+        F.col("reason").cast("string").alias("reason"),
+    ).dropDuplicates(["retired_id", "surviving_id"])

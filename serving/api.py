@@ -1,0 +1,325 @@
+"""The agent context HTTP API (``omnicdp serve``): lookups, context, timeline and segments.
+
+Agents' desktops and other tools call it with ``Authorization: Bearer <key>``; every answer is
+read from one published generation of the serving store, with the rules of
+``serving.customers``. Errors are RFC 9457 ``application/problem+json``. The access log names the
+route template, status, time and key id, never the path or query a caller sent (a phone number
+or an email in a query string is PII).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobs.settings import Settings
+from serving.customers import CustomerDirectory, LookupKind
+from serving.keys import (
+    CUSTOMER_READERS,
+    SEGMENT_READERS,
+    RateLimiter,
+    Role,
+    authenticate,
+    authorize,
+)
+from serving.models import (
+    AgentContext,
+    CustomerProfile,
+    LookupResult,
+    Problem,
+    Segment,
+    SegmentMembers,
+    Timeline,
+)
+from serving.problems import PROBLEM_MEDIA_TYPE, InvalidInput, ServingError
+from serving.store import ServingStore, open_store
+
+access_log = logging.getLogger("omnicdp.serving.access")
+log = logging.getLogger(__name__)
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_KEYED = (401, 403, 429, 503)  # what any keyed route may answer
+_STATUS_TEXT = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for problem answers, so the document says what errors look like."""
+    descriptions = {
+        401: "missing, unknown or revoked API key",
+        403: "the key's role may not read this",
+        404: "no such customer or segment",
+        409: "the customer_id was split into several",
+        422: "invalid input; `errors` names each field",
+        429: "rate limit reached; see Retry-After",
+        503: "nothing published yet",
+    }
+    return {
+        s: {
+            "description": descriptions[s],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}},
+        }
+        for s in statuses
+    }
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+class AccessLog:
+    """ASGI middleware: one PII-free line per request, and a problem answer for any crash.
+
+    It logs the matched route template (``/v1/customers/{customer_id}``), never the raw path or
+    query string; and for an unexpected exception only its type, since messages from a database
+    driver may quote the values a caller sent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception as err:  # the answer is a problem; the log names only the type
+            log.error("unhandled %s on %s", type(err).__name__, _route(scope))
+            if not status["sent"]:
+                error = ServingError("the server failed to answer; the failure is logged")
+                await problem_response(error.problem())(scope, receive, send_and_note)
+        access_log.info(
+            "%s %s %d %.1fms key=%s",
+            scope["method"],
+            _route(scope),
+            status["code"],
+            (time.perf_counter() - started) * 1000,
+            scope.get("state", {}).get("key_id", "-"),
+        )
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", "(unmatched)")
+
+
+def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI:
+    """The API over ``store`` (default: the configured serving store)."""
+    store = store or open_store(settings.resolved_serving_url)
+    directory = CustomerDirectory(store)
+    limiter = RateLimiter(settings.serving_rate_limit, settings.serving_rate_burst)
+    bearer = HTTPBearer(auto_error=False, description="an API key from `omnicdp keys create`")
+
+    def caller(
+        allowed: frozenset[Role],
+    ) -> Callable[[Request, HTTPAuthorizationCredentials | None], None]:
+        def dependency(
+            request: Request,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> None:
+            record = authenticate(store, credentials.credentials if credentials else None)
+            request.state.key_id = record.key_id
+            limiter.acquire(record.key_id)
+            authorize(record, allowed)
+
+        return dependency
+
+    agent = [Depends(caller(CUSTOMER_READERS))]
+    marketer = [Depends(caller(SEGMENT_READERS))]
+    app = FastAPI(
+        title="omnicdp agent context API",
+        version="1",
+        description=__doc__,
+    )
+    app.add_middleware(AccessLog)
+    _add_error_handlers(app)
+    _document_problems(app)
+
+    @app.get("/healthz", tags=["ops"], summary="liveness and the published generation")
+    def health() -> dict[str, Any]:
+        generation = store.current()
+        return {
+            "status": "ok",
+            "generation": generation.number if generation else None,
+            "published_at": store.published_at(),
+        }
+
+    @app.get(
+        "/v1/customers/lookup",
+        tags=["customers"],
+        summary="find customers by the identifier a channel gives",
+        dependencies=agent,
+        responses=_problems(*_KEYED, 404, 422),
+    )
+    def lookup(
+        phone: Annotated[str | None, Query(description="as typed; E.164 or national")] = None,
+        email: str | None = None,
+        loyalty_id: str | None = None,
+        handle: Annotated[str | None, Query(description="social handle, with or without @")] = None,
+        device_id: str | None = None,
+        country: Annotated[
+            str | None, Query(description="ISO alpha-2 country of a national phone number")
+        ] = None,
+    ) -> LookupResult:
+        given = {
+            kind: value
+            for kind, value in (
+                (LookupKind.PHONE, phone),
+                (LookupKind.EMAIL, email),
+                (LookupKind.LOYALTY_ID, loyalty_id),
+                (LookupKind.HANDLE, handle),
+                (LookupKind.DEVICE_ID, device_id),
+            )
+            if value is not None
+        }
+        if len(given) != 1:
+            names = ", ".join(k.value for k in LookupKind)
+            raise InvalidInput("query", f"give exactly one of: {names}")
+        ((kind, value),) = given.items()
+        return directory.find(kind, value, country)
+
+    @app.get(
+        "/v1/customers/{customer_id}",
+        tags=["customers"],
+        summary="the golden record, with where each attribute came from",
+        dependencies=agent,
+        responses=_problems(*_KEYED, 404, 409),
+    )
+    def customer(customer_id: str) -> CustomerProfile:  # type: ignore[valid-type]
+        return directory.profile(customer_id)
+
+    @app.get(
+        "/v1/customers/{customer_id}/context",
+        tags=["customers"],
+        summary="what an agent needs on one screen: cases, recent contacts, next best action",
+        dependencies=agent,
+        responses=_problems(*_KEYED, 404, 409),
+    )
+    def context(customer_id: str) -> AgentContext:  # type: ignore[valid-type]
+        return directory.context(customer_id)
+
+    @app.get(
+        "/v1/customers/{customer_id}/timeline",
+        tags=["customers"],
+        summary="every interaction across channels, newest first",
+        dependencies=agent,
+        responses=_problems(*_KEYED, 404, 409, 422),
+    )
+    def timeline(
+        customer_id: str,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        before: Annotated[int | None, Query(ge=1, description="a next_before cursor")] = None,
+    ) -> Timeline:
+        return directory.timeline(customer_id, limit, before)
+
+    @app.get(
+        "/v1/segments",
+        tags=["segments"],
+        summary="published audiences",
+        dependencies=marketer,
+        responses=_problems(*_KEYED),
+    )
+    def segments() -> list[Segment]:
+        return directory.segments()
+
+    @app.get(
+        "/v1/segments/{name}/members",
+        tags=["segments"],
+        summary="customer_ids in an audience (consent applied), in pages",
+        dependencies=marketer,
+        responses=_problems(*_KEYED, 404, 422),
+    )
+    def segment_members(
+        name: str,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        after: Annotated[str | None, Query(description="a next_after cursor")] = None,
+    ) -> SegmentMembers:
+        return directory.segment_members(name, limit, after)
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServingError)
+    async def serving_error(request: Request, err: ServingError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        if err.status == 429:
+            headers = {"Retry-After": str(err.extensions["retry_after"])}
+        return problem_response(err.problem(request.url.path), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        # field names and reasons only: FastAPI's default answer echoes the rejected input
+        errors = [
+            {"field": str(e["loc"][-1]) if e["loc"] else "request", "detail": e["msg"]}
+            for e in err.errors()
+        ]
+        fields = ", ".join(e["field"] for e in errors)
+        body = InvalidInput("request", "").problem(request.url.path)
+        body.update(detail=f"invalid {fields}", errors=errors)
+        return problem_response(body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        body = {
+            "type": "about:blank",
+            "title": _STATUS_TEXT.get(err.status_code, "Error"),
+            "status": err.status_code,
+            "detail": str(err.detail),
+        }
+        return problem_response(body, getattr(err, "headers", None))
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Add the Problem schema the error responses refer to, and nothing FastAPI made up."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = Problem.model_json_schema(ref_template=_REF_TEMPLATE)
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            for operation in _operations(schema):
+                # FastAPI adds a default 422 to routes whose only parameters are path strings,
+                # which cannot fail validation: drop it
+                answer = operation["responses"].get("422", {})
+                if "HTTPValidationError" in json.dumps(answer):
+                    del operation["responses"]["422"]
+            app.openapi_schema = json.loads(json.dumps(schema))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    return [op for path in schema.get("paths", {}).values() for op in path.values()]
+
+
+_REF_TEMPLATE = "#/components/schemas/{model}"

@@ -1,0 +1,96 @@
+"""API keys, roles and per-key rate limits: who may read what, and how fast.
+
+A key is 32 random bytes (``ocdp_`` + URL-safe base64), shown once when created. The store keeps
+only its SHA-256 (a key that leaks from a backup of the store is not a key) and a short id for
+listing and revoking. Roles:
+
+- ``agent``: customer lookup, profile, context and timeline (the people who take the call);
+- ``marketer``: segments and their members, customer_ids only, no raw PII;
+- ``admin``: everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from serving.problems import Forbidden, RateLimited, Unauthorized
+from serving.store import ApiKeyRecord, ServingStore
+
+KEY_PREFIX = "ocdp_"
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    MARKETER = "marketer"
+    ADMIN = "admin"
+
+
+CUSTOMER_READERS = frozenset({Role.AGENT, Role.ADMIN})
+SEGMENT_READERS = frozenset({Role.MARKETER, Role.ADMIN})
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: str  # the secret: printed once, never stored
+    key_id: str
+    role: Role
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(store: ServingStore, role: Role, label: str | None = None) -> NewKey:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_hash = hash_key(key)
+    key_id = key_hash[:12]
+    store.add_key(key_id, key_hash, role.value, label)
+    return NewKey(key=key, key_id=key_id, role=role)
+
+
+def authenticate(store: ServingStore, key: str | None) -> ApiKeyRecord:
+    """The active key record for a presented key, or ``Unauthorized``."""
+    record = store.active_key(hash_key(key)) if key else None
+    if record is None:
+        raise Unauthorized("send an active API key as `Authorization: Bearer <key>`")
+    return record
+
+
+def authorize(record: ApiKeyRecord, allowed: frozenset[Role]) -> None:
+    if record.role not in allowed:
+        roles = ", ".join(sorted(allowed))
+        raise Forbidden(f"a {record.role} key cannot read this; it needs one of: {roles}")
+
+
+class RateLimiter:
+    """A token bucket per key: ``burst`` requests at once, refilled at ``rate`` per second.
+
+    In-process, so each server process (uvicorn worker, MCP server) limits on its own.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key_id -> (tokens, updated at)
+        self._lock = threading.Lock()
+
+    def acquire(self, key_id: str) -> None:
+        """Take one token for ``key_id``, or raise ``RateLimited`` saying how long to wait."""
+        with self._lock:
+            now = self._clock()
+            tokens, updated = self._buckets.get(key_id, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - updated) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key_id] = (tokens, now)
+                raise RateLimited(retry_after=max(1, math.ceil((1.0 - tokens) / self.rate)))
+            self._buckets[key_id] = (tokens - 1.0, now)

@@ -1,0 +1,454 @@
+"""The serving store: what agent tools read in milliseconds, published from gold.
+
+One small interface (``ServingStore``) and one class per backend: ``SQLiteStore`` (an embedded
+file, the default) and ``PostgresStore`` (at scale). The SQL is shared; a backend only says how
+to connect, how to spell a query parameter and how to bulk-load rows.
+
+Publishing writes every table of a new *generation* (``g<N>_customer``, ``g<N>_lookup_key``...)
+and moves the pointer row in ``serving_state`` to it in the same transaction, so readers see the
+previous generation until the commit and the new one after it: never a half-published state, and
+a publish that fails leaves nothing behind. A generation's tables never change once published,
+so a reader reads the pointer once (``current()``) and then reads that generation with as many
+statements as it needs. The previous generation is kept for readers that read the pointer just
+before a switch; the one before it is dropped by the next publish.
+
+API keys live in ``api_keys``, outside any generation: publishing never touches them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+_BATCH_ROWS = 10_000
+_NEWEST = 2**62  # a seq above every real one: "no cursor" in timeline paging
+
+
+@dataclass(frozen=True)
+class StoreTable:
+    """A table of every generation; ``key`` gets a unique index once the rows are loaded."""
+
+    name: str
+    columns_sql: str
+    key: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(part.split()[0] for part in self.columns_sql.split(","))
+
+
+# Nested values (profile, context, timeline event) are JSON text, built by the publish job.
+CUSTOMER = StoreTable(
+    "customer",
+    "customer_id TEXT, display_name TEXT, tier TEXT, open_case_count BIGINT, "
+    "profile TEXT, context TEXT",
+    ("customer_id",),
+)
+LOOKUP_KEY = StoreTable(
+    "lookup_key", "kind TEXT, value TEXT, customer_id TEXT", ("kind", "value", "customer_id")
+)
+RETIRED_ID = StoreTable(
+    "retired_id",
+    "retired_id TEXT, surviving_id TEXT, changed_at TEXT, reason TEXT",
+    ("retired_id", "surviving_id"),
+)
+TIMELINE = StoreTable(
+    "timeline", "customer_id TEXT, seq BIGINT, event TEXT", ("customer_id", "seq")
+)
+SEGMENT = StoreTable(
+    "segment", "name TEXT, members BIGINT, consent_purpose TEXT, as_of TEXT", ("name",)
+)
+SEGMENT_MEMBER = StoreTable(
+    "segment_member",
+    "segment TEXT, customer_id TEXT, consent_purpose TEXT",
+    ("segment", "customer_id"),
+)
+GENERATION_TABLES = (CUSTOMER, LOOKUP_KEY, RETIRED_ID, TIMELINE, SEGMENT, SEGMENT_MEMBER)
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS serving_state (id INTEGER PRIMARY KEY, generation BIGINT, "
+    "previous_generation BIGINT, published_at TEXT)",
+    "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, key_hash TEXT UNIQUE NOT NULL, "
+    "role TEXT NOT NULL, label TEXT, created_at TEXT NOT NULL, revoked_at TEXT)",
+)
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_id: str
+    role: str
+    label: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    customer_id: str
+    display_name: str | None
+    tier: str | None
+    open_case_count: int | None
+    profile: str | None
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Match:
+    customer_id: str
+    display_name: str | None
+    tier: str | None
+    open_case_count: int | None
+
+
+class Generation:
+    """Reads of one published generation; its tables do not change while it is read."""
+
+    def __init__(self, store: ServingStore, number: int) -> None:
+        self.store = store
+        self.number = number
+
+    def _t(self, table: StoreTable) -> str:
+        return f"g{self.number}_{table.name}"
+
+    def customer(self, customer_id: str) -> CustomerRow | None:
+        rows = self.store.query(
+            f"SELECT {', '.join(CUSTOMER.columns)} FROM {self._t(CUSTOMER)} WHERE customer_id = ?",
+            (customer_id,),
+        )
+        return CustomerRow(*rows[0]) if rows else None
+
+    def survivors(self, retired_id: str) -> list[str]:
+        """The ids a retired customer_id lives on as (one after a merge, several after a split)."""
+        rows = self.store.query(
+            f"SELECT surviving_id FROM {self._t(RETIRED_ID)} WHERE retired_id = ? "
+            "ORDER BY surviving_id",
+            (retired_id,),
+        )
+        return [r[0] for r in rows]
+
+    def lookup(self, kind: str, value: str) -> list[Match]:
+        rows = self.store.query(
+            f"SELECT c.customer_id, c.display_name, c.tier, c.open_case_count "
+            f"FROM {self._t(LOOKUP_KEY)} k JOIN {self._t(CUSTOMER)} c "
+            "ON c.customer_id = k.customer_id WHERE k.kind = ? AND k.value = ? "
+            "ORDER BY c.customer_id",
+            (kind, value),
+        )
+        return [Match(*r) for r in rows]
+
+    def timeline(self, customer_id: str, limit: int, before_seq: int | None) -> list[str]:
+        """Event JSON texts, newest first, older than ``before_seq`` when paging."""
+        rows = self.store.query(
+            f"SELECT event FROM {self._t(TIMELINE)} WHERE customer_id = ? AND seq < ? "
+            "ORDER BY seq DESC LIMIT ?",
+            (customer_id, before_seq if before_seq is not None else _NEWEST, limit),
+        )
+        return [r[0] for r in rows]
+
+    def segments(self) -> list[tuple[str, int, str, str]]:
+        return self.store.query(
+            f"SELECT name, members, consent_purpose, as_of FROM {self._t(SEGMENT)} ORDER BY name",
+            (),
+        )
+
+    def segment(self, name: str) -> tuple[str, int, str, str] | None:
+        rows = self.store.query(
+            f"SELECT name, members, consent_purpose, as_of FROM {self._t(SEGMENT)} WHERE name = ?",
+            (name,),
+        )
+        return rows[0] if rows else None
+
+    def segment_members(self, name: str, limit: int, after: str | None) -> list[tuple[str, str]]:
+        """Members in customer_id order, after ``after`` when paging (keyset, no OFFSET scans)."""
+        return self.store.query(
+            f"SELECT customer_id, consent_purpose FROM {self._t(SEGMENT_MEMBER)} "
+            "WHERE segment = ? AND customer_id > ? ORDER BY customer_id LIMIT ?",
+            (name, after or "", limit),
+        )
+
+
+class Publication:
+    """The tables of a generation being written; ``ServingStore.publish`` switches to it."""
+
+    def __init__(self, store: ServingStore, connection: Any, number: int) -> None:
+        self._store = store
+        self._connection = connection
+        self.number = number
+        self.rows: dict[str, int] = {t.name: 0 for t in GENERATION_TABLES}
+
+    def load(self, table: StoreTable, rows: Iterable[Sequence[Any]]) -> int:
+        """Append rows (tuples in ``table.columns`` order) in batches; memory stays one batch."""
+        name = f"g{self.number}_{table.name}"
+        iterator = iter(rows)
+        loaded = 0
+        while batch := list(itertools.islice(iterator, _BATCH_ROWS)):
+            self._store.bulk_insert(self._connection, name, table.columns, batch)
+            loaded += len(batch)
+        self.rows[table.name] += loaded
+        return loaded
+
+
+class ServingStore(ABC):
+    """What the API, the MCP tools and the publish job need from a store, whatever the engine."""
+
+    #: how a query parameter is written in this backend's SQL
+    placeholder = "?"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        with self.writer() as connection:
+            for statement in _SCHEMA:
+                self._execute(connection, statement)
+
+    # --- backend specifics ---------------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new DB-API connection in autocommit mode."""
+
+    @abstractmethod
+    @contextmanager
+    def writer(self) -> Iterator[Any]:
+        """A connection inside one transaction that only one writer holds at a time."""
+
+    @abstractmethod
+    def bulk_insert(
+        self, connection: Any, table: str, columns: Sequence[str], rows: list[Sequence[Any]]
+    ) -> None:
+        """Append rows to ``table`` the fastest way the engine has."""
+
+    def _is_usable(self, connection: Any) -> bool:
+        return True
+
+    # --- shared machinery --------------------------------------------------------------------
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.placeholder)
+
+    def _execute(self, connection: Any, text: str, params: Sequence[Any] = ()) -> Any:
+        return connection.execute(self._sql(text), params)
+
+    def _reader(self) -> Any:
+        """This thread's read connection: opened once, reopened if the engine dropped it."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None or not self._is_usable(connection):
+            connection = self._local.connection = self._connect()
+        return connection
+
+    def query(self, text: str, params: Sequence[Any]) -> list[tuple]:
+        return list(self._execute(self._reader(), text, params).fetchall())
+
+    def close(self) -> None:
+        """Close this thread's read connection (others close when their threads end)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, fit for logs and summaries."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    # --- generations -------------------------------------------------------------------------
+
+    def current(self) -> Generation | None:
+        """The published generation to read, or None before the first publish."""
+        rows = self.query("SELECT generation FROM serving_state WHERE id = 1", ())
+        return Generation(self, rows[0][0]) if rows else None
+
+    def published_at(self) -> str | None:
+        rows = self.query("SELECT published_at FROM serving_state WHERE id = 1", ())
+        return rows[0][0] if rows else None
+
+    @contextmanager
+    def publish(self) -> Iterator[Publication]:
+        """Write a new generation; on leaving the block it becomes current, atomically.
+
+        An exception inside the block rolls everything back: readers never see the attempt.
+        """
+        with self.writer() as connection:
+            state = self._execute(
+                connection, "SELECT generation, previous_generation FROM serving_state WHERE id = 1"
+            ).fetchall()
+            current, previous = state[0] if state else (0, None)
+            publication = Publication(self, connection, current + 1)
+            for table in GENERATION_TABLES:
+                self._execute(
+                    connection,
+                    f"CREATE TABLE g{publication.number}_{table.name} ({table.columns_sql})",
+                )
+            yield publication
+            for table in GENERATION_TABLES:
+                name = f"g{publication.number}_{table.name}"
+                self._execute(
+                    connection, f"CREATE UNIQUE INDEX {name}_key ON {name} ({', '.join(table.key)})"
+                )
+            if previous is not None:
+                for table in GENERATION_TABLES:
+                    self._execute(connection, f"DROP TABLE IF EXISTS g{previous}_{table.name}")
+            self._execute(connection, "DELETE FROM serving_state")
+            self._execute(
+                connection,
+                "INSERT INTO serving_state (id, generation, previous_generation, published_at) "
+                "VALUES (1, ?, ?, ?)",
+                (publication.number, current or None, _now()),
+            )
+
+    # --- API keys ------------------------------------------------------------------------------
+
+    def add_key(self, key_id: str, key_hash: str, role: str, label: str | None) -> None:
+        with self.writer() as connection:
+            self._execute(
+                connection,
+                "INSERT INTO api_keys (key_id, key_hash, role, label, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key_id, key_hash, role, label, _now()),
+            )
+
+    def active_key(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = self.query(
+            "SELECT key_id, role, label, created_at, revoked_at FROM api_keys "
+            "WHERE key_hash = ? AND revoked_at IS NULL",
+            (key_hash,),
+        )
+        return ApiKeyRecord(*rows[0]) if rows else None
+
+    def api_keys(self) -> list[ApiKeyRecord]:
+        rows = self.query(
+            "SELECT key_id, role, label, created_at, revoked_at FROM api_keys ORDER BY created_at",
+            (),
+        )
+        return [ApiKeyRecord(*r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key by id; False when there is no such active key."""
+        with self.writer() as connection:
+            cursor = self._execute(
+                connection,
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (_now(), key_id),
+            )
+            return cursor.rowcount == 1
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SQLiteStore(ServingStore):
+    """One local file in WAL mode: readers never wait for the publisher, nor it for them."""
+
+    def __init__(self, url: str) -> None:
+        self.path = Path(url.removeprefix("sqlite:///"))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(url)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA mmap_size = 1073741824")
+        return connection
+
+    @contextmanager
+    def writer(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connect()
+        connection.execute("PRAGMA cache_size = -262144")  # 256 MiB for index builds
+        try:
+            connection.execute("BEGIN IMMEDIATE")  # one writer; readers carry on in WAL mode
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small
+        finally:
+            connection.close()
+
+    def bulk_insert(
+        self,
+        connection: sqlite3.Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: list[Sequence[Any]],
+    ) -> None:
+        marks = ", ".join("?" * len(columns))
+        connection.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+class PostgresStore(ServingStore):
+    """A PostgreSQL database; everything lives in its own ``omnicdp`` schema."""
+
+    placeholder = "%s"
+    schema = "omnicdp"
+
+    def _connect(self) -> psycopg.Connection:
+        connection = psycopg.connect(self._conninfo, autocommit=True)
+        connection.execute(f"SET search_path TO {self.schema}")
+        return connection
+
+    @property
+    def _conninfo(self) -> str:
+        return self.url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def _is_usable(self, connection: psycopg.Connection) -> bool:
+        return not (connection.closed or connection.broken)
+
+    @contextmanager
+    def writer(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self._conninfo) as connection:  # commits on success, else rolls back
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            connection.execute(f"SET LOCAL search_path TO {self.schema}")
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext('omnicdp.serving'))")
+            yield connection
+
+    def bulk_insert(
+        self,
+        connection: psycopg.Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: list[Sequence[Any]],
+    ) -> None:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
+
+_BACKENDS: dict[str, type[ServingStore]] = {
+    "sqlite": SQLiteStore,
+    "postgresql": PostgresStore,
+    "postgresql+psycopg": PostgresStore,
+    "postgres": PostgresStore,
+}
+
+
+def open_store(url: str) -> ServingStore:
+    """The store a URL names: ``sqlite:///path/file.sqlite`` or ``postgresql://...``."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    backend = _BACKENDS.get(scheme)
+    if backend is None:
+        raise ValueError(
+            f"serving store URL must start with sqlite:/// or postgresql:// (got {scheme or url!r})"
+        )
+    return backend(url)
