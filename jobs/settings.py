@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     match_threshold: float = Field(0.9, description="match probability at which records cluster")
     model_path: Path | None = Field(None, description="saved Splink model; default under lakehouse")
     serving_url: str | None = Field(None, description="serving store; default SQLite in lakehouse")
+    serving_rate_limit: float = Field(
+        50.0, description="API requests per second allowed per key (token bucket refill rate)"
+    )
+    serving_rate_burst: int = Field(100, description="API requests a key may send in one burst")
     spark_submit: bool = Field(
         False,
         description="DAGs run Spark steps with spark-submit instead of in the Airflow worker; "
@@ -88,6 +92,17 @@ class Settings(BaseSettings):
     def resolved_model_path(self) -> Path:
         """The saved model's location: configured, or beside the tables it was trained on."""
         return self.model_path or self.lakehouse / "models" / "splink_model.json"
+
+    @property
+    def resolved_serving_url(self) -> str:
+        """The serving store: configured, or an embedded SQLite file beside the tables."""
+        if self.serving_url:
+            return self.serving_url
+        if ":/" in str(self.lakehouse):  # an object-store URI (Path folds "//" to "/")
+            raise ValueError(
+                "OMNICDP_SERVING_URL must be set when the lakehouse is not a local folder"
+            )
+        return f"sqlite:///{(self.lakehouse / 'serving' / 'omnicdp.sqlite').resolve()}"
 
     @property
     def reports_dir(self) -> Path:

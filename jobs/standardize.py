@@ -13,6 +13,7 @@ re-running changes nothing and a failed run leaves the previous version readable
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -199,6 +200,34 @@ def _to_e164(raw: str | None, country: str | None) -> str | None:
         if phonenumbers.is_valid_number(number):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
+
+
+# --- plain-Python twins, for single values typed at lookup time (serving API, MCP tools) -----
+# They apply the same rules as the Spark expressions above, so a lookup key matches silver.
+
+
+def strip_blank(raw: str | None) -> str | None:
+    """Twin of ``blank_to_null``: Spark's ``trim`` strips spaces only, so this does too."""
+    value = raw.strip(" ") if raw is not None else None
+    return value or None
+
+
+def normalize_email(raw: str | None) -> str | None:
+    """Twin of ``clean_email``: lower-cased and trimmed, or None when it does not look like one."""
+    value = strip_blank(raw)
+    value = value.lower() if value is not None else None
+    return value if value is not None and re.search(_EMAIL_SHAPE, value) else None
+
+
+def normalize_phone(raw: str | None, country: str | None = None) -> str | None:
+    """Twin of ``e164``: the same parse, region fallbacks and validity check, for one value."""
+    return _to_e164(raw, country)
+
+
+def normalize_handle(raw: str | None) -> str | None:
+    """Twin of the social record key: trimmed, leading '@' dropped, lower-cased."""
+    value = strip_blank(raw)
+    return re.sub("^@", "", value).lower() if value is not None else None
 
 
 def latest(col: Column | str, ts: str = "_ts") -> Column:
