@@ -2,10 +2,12 @@
 
 One run reads the current silver.customer_records, loads the saved model (training one first
 when there is none, when the model specification changed, or when asked to), and rewrites
-gold.identity_links, gold.identity_xref and gold.customer_profile. Each table is replaced in one
-Delta commit, in that order, and every row carries the run's ``resolved_at`` (and the links and
-profiles the ``model_version``), so a consumer can tell which run produced what it reads. A run
-that fails leaves each table at its previous version.
+gold.identity_links, gold.identity_xref and gold.customer_profile, keeping customer ids stable
+across runs and recording merges and splits in gold.customer_id_history (see
+:mod:`identity.stable_ids`). Each table is replaced in one Delta commit, in that order, and
+every row carries the run's ``resolved_at`` (and the links and profiles the ``model_version``),
+so a consumer can tell which run produced what it reads. A run that fails leaves each table at
+its previous version.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from identity.artifact import SavedModel, load_model
-from identity.cluster import cluster_records, xref_table
+from identity.cluster import cluster_records
 from identity.features import load_features
 from identity.linker import open_linker
 from identity.predict import links_table, predict_pairs
 from identity.profile import profile_table
+from identity.stable_ids import previous_ids, write_ids
 from identity.storage import overwrite_table, read_table
 from identity.train import train_model
 from jobs.catalog import (
@@ -49,6 +52,8 @@ class ResolveSummary:
     customer_count: int
     multi_record_customers: int
     largest_cluster: int
+    merged_ids: int  # customer ids retired into another this run
+    split_ids: int  # (previous id, new id) pairs where records left an id that lives on
     seconds: float
 
 
@@ -84,9 +89,11 @@ def _cluster_stats(xref: DataFrame) -> tuple[int, int, int, int]:
 
 def _link_and_cluster(
     spark: SparkSession, settings: Settings, model: SavedModel, resolved_at: datetime
-) -> None:
-    """Score pairs into gold.identity_links, cluster them into gold.identity_xref."""
+) -> dict[str, int]:
+    """Score pairs into gold.identity_links, cluster them into gold.identity_xref with stable
+    ids, record merges and splits in gold.customer_id_history; the events per kind."""
     started = time.monotonic()
+    previous = previous_ids(spark, settings)
     features = load_features(spark, settings)
     with open_linker(spark, settings, features, model.splink_settings) as (linker, _):
         predictions = predict_pairs(linker, settings.match_threshold)
@@ -94,12 +101,18 @@ def _link_and_cluster(
         overwrite_table(links, settings, GOLD_IDENTITY_LINKS)
         log.info("links written after %.1fs", time.monotonic() - started)
         clusters = cluster_records(linker, predictions, settings.match_threshold)
-        overwrite_table(xref_table(clusters, resolved_at), settings, GOLD_IDENTITY_XREF)
-        log.info("xref written after %.1fs", time.monotonic() - started)
+        counts = write_ids(spark, settings, clusters, previous, resolved_at, model.model_version)
+    log.info("xref written after %.1fs (id changes: %s)", time.monotonic() - started, counts)
+    return counts
 
 
 def _summary(
-    spark: SparkSession, settings: Settings, model: SavedModel, trained: bool, started: float
+    spark: SparkSession,
+    settings: Settings,
+    model: SavedModel,
+    trained: bool,
+    started: float,
+    id_changes: dict[str, int],
 ) -> ResolveSummary:
     """Counts of the tables just written, from Delta (aggregates only)."""
     links = read_table(spark, settings, GOLD_IDENTITY_LINKS)
@@ -119,6 +132,8 @@ def _summary(
         customer_count=customers,
         multi_record_customers=multi,
         largest_cluster=largest,
+        merged_ids=id_changes.get("merge", 0),
+        split_ids=id_changes.get("split", 0),
         seconds=time.monotonic() - started,
     )
 
@@ -131,7 +146,7 @@ def resolve_identities(
     model, trained = _model(spark, settings, retrain)
     resolved_at = datetime.now(UTC).replace(microsecond=0)
     log.info("resolving with model %s", model.model_version)
-    _link_and_cluster(spark, settings, model, resolved_at)
+    id_changes = _link_and_cluster(spark, settings, model, resolved_at)
     profiles = profile_table(
         read_table(spark, settings, SILVER_CUSTOMER_RECORDS),
         read_table(spark, settings, GOLD_IDENTITY_XREF),
@@ -139,7 +154,7 @@ def resolve_identities(
         resolved_at,
     )
     overwrite_table(profiles, settings, GOLD_CUSTOMER_PROFILE)
-    summary = _summary(spark, settings, model, trained, started)
+    summary = _summary(spark, settings, model, trained, started, id_changes)
     log.info(
         "resolved %d records into %d customers (%d with several records, largest %d) "
         "from %d links in %.1fs",

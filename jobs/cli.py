@@ -137,6 +137,74 @@ def cmd_identity_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curate(args: argparse.Namespace) -> int:
+    from jobs.curate import curate
+
+    settings = _settings(args)
+    summary = curate(_spark(settings), settings)
+    table = RichTable("table", "rows", title=f"curated gold as of {summary.as_of:%Y-%m-%d %H:%M}")
+    for name, rows in summary.rows.items():
+        table.add_row(name, str(rows))
+    out.print(table)
+    actions = RichTable("next best action", "customers")
+    for action, count in sorted(summary.next_best_actions.items(), key=lambda kv: -kv[1]):
+        actions.add_row(str(action), str(count))
+    out.print(actions)
+    out.print(f"journey report: {summary.report_path}")
+    return 0
+
+
+def cmd_segment_build(args: argparse.Namespace) -> int:
+    from jobs.segments import build_segments
+
+    settings = _settings(args)
+    summary = build_segments(_spark(settings), settings)
+    table = RichTable(
+        "segment", "consent", "matched", "no consent", "members", title=f"as of {summary.as_of}"
+    )
+    for name, c in summary.segments.items():
+        table.add_row(name, c.consent, str(c.matched), str(c.excluded_no_consent), str(c.members))
+    out.print(table)
+    return 0
+
+
+def cmd_segment_list(args: argparse.Namespace) -> int:
+    from jobs.segments import list_segments
+
+    settings = _settings(args)
+    listing = list_segments(_spark(settings), settings)
+    table = RichTable("segment", "consent", "members", "no consent", "description")
+    for info in listing.segments:
+        counts = info.counts
+        table.add_row(
+            info.name,
+            info.consent,
+            str(counts.members) if counts else "not built",
+            str(counts.excluded_no_consent) if counts else "",
+            info.description,
+        )
+    out.print(table)
+    if listing.overlaps:
+        overlaps = RichTable("segment", "segment", "shared members", title="overlaps")
+        for (a, b), shared in sorted(listing.overlaps.items()):
+            overlaps.add_row(a, b, str(shared))
+        out.print(overlaps)
+    return 0
+
+
+def cmd_segment_export(args: argparse.Namespace) -> int:
+    from jobs.segments import export_segment
+
+    settings = _settings(args)
+    summary = export_segment(_spark(settings), settings, args.name, args.format, args.output)
+    out.print(
+        f"{summary.exported} of {summary.members} members of {summary.segment} written to "
+        f"{summary.path} (left out: {summary.dropped_no_consent} consent withdrawn, "
+        f"{summary.dropped_no_identifier} without email or phone)"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import demo_settings, run_demo
 
@@ -230,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--truth", type=Path, required=True, help="CSV with source,source_key,person_id"
     )
 
+    add("curate", cmd_curate, "rebuild customer 360, timeline, agent context, journey metrics")
+
+    segment_help = "build, list and export marketers' segments"
+    segment = commands.add_parser("segment", help=segment_help, description=segment_help)
+    segment_cmds = segment.add_subparsers(dest="segment_command", required=True, metavar="COMMAND")
+    add("build", cmd_segment_build, "rebuild gold.segment_membership", segment_cmds)
+    add("list", cmd_segment_list, "segments with sizes, exclusions and overlaps", segment_cmds)
+    export = add("export", cmd_segment_export, "write one segment's hashed ids", segment_cmds)
+    export.add_argument("name", help="segment name (see `omnicdp segment list`)")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv", help="(csv)")
+    export.add_argument("--output", type=Path, required=True, help="file to write")
+
     demo = add("demo", cmd_demo, "simulate data and run the whole pipeline on it")
     demo.add_argument("--people", type=int, default=2000, help="people to simulate (2000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
@@ -240,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("demo"),
         help="folder for the demo's landing files and lakehouse (./demo)",
     )
+    from serving.cli import add_commands as add_serving_commands  # publish, serve, mcp, keys
+
+    add_serving_commands(commands, add)
     return parser
 
 

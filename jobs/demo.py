@@ -18,7 +18,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs.catalog import ALL_TABLES
+from jobs.curate import curate
 from jobs.ingest import IngestSummary, ingest_batch
+from jobs.segments import build_segments
 from jobs.settings import Settings
 from jobs.simulate import simulate
 from jobs.standardize import StandardizeSummary, standardize
@@ -39,6 +41,9 @@ class DemoSummary:
     true_people: int
     pairwise: dict[str, float]
     bcubed: dict[str, float]
+    curated_rows: dict[str, int] = field(default_factory=dict)
+    next_best_actions: dict[str, int] = field(default_factory=dict)
+    segment_members: dict[str, int] = field(default_factory=dict)
     seconds_per_step: dict[str, float] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     report_path: str = ""
@@ -78,7 +83,8 @@ def run_demo(
     days: int = 7,
     progress: Progress = print,
 ) -> DemoSummary:
-    """Run simulate -> bronze -> silver -> identity -> evaluation on a clean demo folder."""
+    """Run simulate -> bronze -> silver -> identity -> evaluation -> curated gold -> segments
+    on a clean demo folder."""
     from identity import evaluate, resolve_identities, train_model
 
     for folder in (settings.landing, settings.lakehouse):
@@ -96,7 +102,14 @@ def run_demo(
         resolved = resolve_identities(spark, settings)
     with timer.step("identity: evaluate"):
         evaluation = evaluate(spark, settings, simulation.truth_path)
+    with timer.step("curate (gold)"):
+        curated = curate(spark, settings)
+    with timer.step("segments"):
+        segments = build_segments(spark, settings)
     summary = _summarize(people, ingested, standardized, resolved, evaluation, timer, settings)
+    summary.curated_rows = curated.rows
+    summary.next_best_actions = curated.next_best_actions
+    summary.segment_members = {name: c.members for name, c in segments.segments.items()}
     summary.report_path = str(write_summary(summary, settings))
     return summary
 

@@ -84,6 +84,21 @@ IDENTITY_XREF = StructType(
 )
 
 
+# Merges and splits of customer ids across resolution runs (identity/stable_ids.py): a ``merge``
+# retires ``previous_id`` into ``current_id``; a ``split`` moved ``records`` of ``previous_id``
+# (which lives on) to ``current_id``.
+CUSTOMER_ID_HISTORY = StructType(
+    [
+        StructField("event_id", StringType(), nullable=False),
+        *_fields("event previous_id current_id", StringType()),
+        StructField("records", LongType()),
+        StructField("reason", StringType()),
+        StructField("changed_at", TimestampType()),
+        StructField("model_version", StringType()),
+    ]
+)
+
+
 def conform(df: DataFrame, schema: StructType, fill_missing: bool = False) -> DataFrame:
     """Select and cast ``df`` to exactly ``schema``'s columns, in order.
 
