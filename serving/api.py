@@ -49,6 +49,7 @@ access_log = logging.getLogger("omnicdp.serving.access")
 log = logging.getLogger(__name__)
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_BEARER = HTTPBearer(auto_error=False, description="an API key from `omnicdp keys create`")
 _KEYED = (401, 403, 429, 503)  # what any keyed route may answer
 _STATUS_TEXT = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
 
@@ -129,14 +130,13 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
     store = store or open_store(settings.resolved_serving_url)
     directory = CustomerDirectory(store)
     limiter = RateLimiter(settings.serving_rate_limit, settings.serving_rate_burst)
-    bearer = HTTPBearer(auto_error=False, description="an API key from `omnicdp keys create`")
 
     def caller(
         allowed: frozenset[Role],
     ) -> Callable[[Request, HTTPAuthorizationCredentials | None], None]:
         def dependency(
             request: Request,
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
         ) -> None:
             record = authenticate(store, credentials.credentials if credentials else None)
             request.state.key_id = record.key_id

@@ -63,23 +63,16 @@ def throwaway_postgres() -> Iterator[str]:
             capture_output=True,
         )
         options = f"-k {folder} -p {_PORT} -c listen_addresses='' -c fsync=off"
+        pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data)]
+        log = str(folder / "log")  # the server keeps its output away from our pipes
         run(
-            _as_server_user(
-                [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "log")]
-                + ["-o", options, "-w", "start"]
-            ),
+            _as_server_user([*pg_ctl, "-l", log, "-o", options, "-w", "start"]),
             check=True,
             capture_output=True,
         )
         try:
             yield f"postgresql://postgres@/postgres?host={folder}&port={_PORT}"
         finally:
-            run(
-                _as_server_user(
-                    [str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
-                ),
-                check=False,
-                capture_output=True,
-            )
+            run(_as_server_user([*pg_ctl, "-m", "immediate", "stop"]), capture_output=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
