@@ -8,8 +8,9 @@ What is published, per customer_id:
   (``silver.customer_records`` via ``gold.identity_xref``): email, E.164 phone, loyalty id,
   social handle, device id; the values are silver's, so lookups normalize the same way
   (``serving.customers.normalize``);
-- ``retired_id``: ids identity resolution retired and the ids they live on as
-  (``gold.customer_id_history``, when that table exists);
+- ``retired_id``: ids identity resolution retired by a merge and the id each lives on as today,
+  chains followed (``gold.customer_id_history`` via ``identity.stable_ids.retired_ids``, when
+  that table exists);
 - ``timeline``: ``gold.customer_timeline``, one JSON event per interaction;
 - ``segment`` / ``segment_member``: ``gold.segment_membership``, customer_ids only.
 
@@ -30,6 +31,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from identity.stable_ids import retired_ids
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
@@ -194,9 +196,10 @@ def _segment_members(membership: DataFrame) -> DataFrame:
 
 
 def _retired_ids(history: DataFrame) -> DataFrame:
-    return history.select(
-        "retired_id",
-        "surviving_id",
+    """Each retired id, the id it lives on as today, and when and why it was retired."""
+    retirements = history.where(F.col("event") == "merge").select(
+        F.col("previous_id").alias("retired_id"),
         F.date_format("changed_at", _TIMESTAMP_TEXT).alias("changed_at"),
-        F.col("reason").cast("string").alias("reason"),
-    ).dropDuplicates(["retired_id", "surviving_id"])
+        "reason",
+    )
+    return retired_ids(history).join(retirements, "retired_id").dropDuplicates(["retired_id"])

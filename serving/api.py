@@ -60,7 +60,6 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "missing, unknown or revoked API key",
         403: "the key's role may not read this",
         404: "no such customer or segment",
-        409: "the customer_id was split into several",
         422: "invalid input; `errors` names each field",
         429: "rate limit reached; see Retry-After",
         503: "nothing published yet",
@@ -204,7 +203,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         tags=["customers"],
         summary="the golden record, with where each attribute came from",
         dependencies=agent,
-        responses=_problems(*_KEYED, 404, 409),
+        responses=_problems(*_KEYED, 404),
     )
     def customer(customer_id: str) -> CustomerProfile:  # type: ignore[valid-type]
         return directory.profile(customer_id)
@@ -214,7 +213,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         tags=["customers"],
         summary="what an agent needs on one screen: cases, recent contacts, next best action",
         dependencies=agent,
-        responses=_problems(*_KEYED, 404, 409),
+        responses=_problems(*_KEYED, 404),
     )
     def context(customer_id: str) -> AgentContext:  # type: ignore[valid-type]
         return directory.context(customer_id)
@@ -224,7 +223,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         tags=["customers"],
         summary="every interaction across channels, newest first",
         dependencies=agent,
-        responses=_problems(*_KEYED, 404, 409, 422),
+        responses=_problems(*_KEYED, 404, 422),
     )
     def timeline(
         customer_id: str,

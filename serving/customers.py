@@ -3,8 +3,8 @@
 - A lookup identifier is normalized exactly as silver normalized it (``jobs/standardize.py``'s
   plain-Python twins), so "+82 10-1234-5678" finds the record stored as "+821012345678"; a value
   that cannot be normalized is invalid input naming the field, never a silent miss.
-- A retired customer_id (merged or split by identity resolution) answers with the id it lives on
-  as; a split id, which lives on as several, is a conflict listing them.
+- A customer_id that identity resolution retired (merged into another) answers with the id it
+  lives on as, saying so in ``resolved_from``.
 - One request reads one published generation.
 """
 
@@ -27,16 +27,8 @@ from serving.models import (
     Timeline,
     TimelineEvent,
 )
-from serving.problems import (
-    CustomerIdSplit,
-    CustomerNotFound,
-    InvalidInput,
-    NotPublished,
-    SegmentNotFound,
-)
+from serving.problems import CustomerNotFound, InvalidInput, NotPublished, SegmentNotFound
 from serving.store import CustomerRow, Generation, ServingStore
-
-_MAX_RETIREMENT_HOPS = 8  # a retired id may point at an id that was itself retired later
 
 
 class LookupKind(StrEnum):
@@ -94,21 +86,14 @@ class CustomerDirectory:
         return LookupResult(matched_on=kind.value, matches=[Match(**vars(m)) for m in matches])
 
     def _resolve(self, generation: Generation, requested: str) -> tuple[CustomerRow, str | None]:
-        customer_id = requested
-        for _ in range(_MAX_RETIREMENT_HOPS):
-            row = generation.customer(customer_id)
-            if row is not None:
-                return row, requested if customer_id != requested else None
-            survivors = generation.survivors(customer_id)
-            if len(survivors) > 1:
-                raise CustomerIdSplit(
-                    "this customer_id was split; ask again with one of surviving_ids",
-                    surviving_ids=survivors,
-                )
-            if not survivors:
-                break
-            customer_id = survivors[0]
-        raise CustomerNotFound("no published customer has this customer_id")
+        row = generation.customer(requested)
+        if row is not None:
+            return row, None
+        surviving_id = generation.surviving_id(requested)
+        row = generation.customer(surviving_id) if surviving_id is not None else None
+        if row is None:
+            raise CustomerNotFound("no published customer has this customer_id")
+        return row, requested
 
     def profile(self, customer_id: str) -> CustomerProfile:
         row, resolved_from = self._resolve(self._generation(), customer_id)

@@ -129,4 +129,3 @@ class Problem(BaseModel):
         None, description="invalid fields: [{field, detail}] (422)"
     )
     retry_after: int | None = Field(None, description="seconds to wait (429)")
-    surviving_ids: list[str] | None = Field(None, description="ids a split id lives on as (409)")

@@ -66,12 +66,6 @@ class SegmentNotFound(ServingError):
     title = "Segment not found"
 
 
-class CustomerIdSplit(ServingError):
-    status = 409
-    slug = "customer-id-split"
-    title = "Customer id was split"
-
-
 class Unauthorized(ServingError):
     status = 401
     slug = "unauthorized"

@@ -61,7 +61,7 @@ LOOKUP_KEY = StoreTable(
 RETIRED_ID = StoreTable(
     "retired_id",
     "retired_id TEXT, surviving_id TEXT, changed_at TEXT, reason TEXT",
-    ("retired_id", "surviving_id"),
+    ("retired_id",),
 )
 TIMELINE = StoreTable(
     "timeline", "customer_id TEXT, seq BIGINT, event TEXT", ("customer_id", "seq")
@@ -128,14 +128,12 @@ class Generation:
         )
         return CustomerRow(*rows[0]) if rows else None
 
-    def survivors(self, retired_id: str) -> list[str]:
-        """The ids a retired customer_id lives on as (one after a merge, several after a split)."""
+    def surviving_id(self, retired_id: str) -> str | None:
+        """The id a retired customer_id lives on as today (merge chains are resolved)."""
         rows = self.store.query(
-            f"SELECT surviving_id FROM {self._t(RETIRED_ID)} WHERE retired_id = ? "
-            "ORDER BY surviving_id",
-            (retired_id,),
+            f"SELECT surviving_id FROM {self._t(RETIRED_ID)} WHERE retired_id = ?", (retired_id,)
         )
-        return [r[0] for r in rows]
+        return rows[0][0] if rows else None
 
     def lookup(self, kind: str, value: str) -> list[Match]:
         rows = self.store.query(

@@ -7,8 +7,9 @@ Hand-made gold for three customers:
 - C2 (Leo Kim): loyalty card L2 in a Korean store, with the same phone as Mia (a household).
 - C3 (Sam Lee): a call-center caller on +1 415 555 0101.
 
-Identity resolution retired OLD1 into C1 (and OLD0 into OLD1 before that) and split SPLIT9 into
-C2 and C3. Segments: vip = {C1, C2} (email consent), lapsing = {C3} (sms consent).
+Identity resolution merged OLD0 into OLD1 in one run and OLD1 into C1 in the next (both retired)
+and split some records of C2 off to C3 (C2 lives on). Segments: vip = {C1, C2} (email consent),
+lapsing = {C3} (sms consent).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fastapi.testclient import TestClient
 from mcp import Client, StdioServerParameters
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import StructType
 
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
@@ -47,6 +48,7 @@ from jobs.settings import Settings
 from jobs.standardize import clean_email, normalize_email, normalize_handle
 from schemas.tables import (
     AGENT_CONTEXT,
+    CUSTOMER_ID_HISTORY,
     CUSTOMER_PROFILE,
     CUSTOMER_RECORDS,
     CUSTOMER_TIMELINE,
@@ -119,20 +121,14 @@ TIMELINE = [
 ] + [{"customer_id": "C3", "seq": 1, "ts": T0, "channel": "call_center", "type": "call",
       "interaction_id": "call_center:9"}]  # fmt: skip
 SEGMENTS = [("vip", "C1", "email"), ("vip", "C2", "email"), ("lapsing", "C3", "sms")]
-HISTORY_SCHEMA = StructType(
-    [
-        StructField("retired_id", StringType(), nullable=False),
-        StructField("surviving_id", StringType(), nullable=False),
-        StructField("changed_at", TimestampType(), nullable=False),
-        StructField("reason", StringType()),
-    ]
-)
 HISTORY = [
-    ("OLD1", "C1", T0, "merge"),
-    ("OLD0", "OLD1", T0, "merge"),
-    ("SPLIT9", "C2", T0, "split"),
-    ("SPLIT9", "C3", T0, "split"),
-]
+    {"event_id": "e0", "event": "merge", "previous_id": "OLD0", "current_id": "OLD1",
+     "records": 1, "changed_at": datetime(2026, 10, 1), "reason": "merged into OLD1"},
+    {"event_id": "e1", "event": "merge", "previous_id": "OLD1", "current_id": "C1",
+     "records": 2, "changed_at": T0, "reason": "merged into C1"},
+    {"event_id": "e2", "event": "split", "previous_id": "C2", "current_id": "C3",
+     "records": 1, "changed_at": T0, "reason": "split: 1 of its records moved to C3"},
+]  # fmt: skip
 
 
 def frame(spark: SparkSession, rows: list[dict], schema: StructType) -> DataFrame:
@@ -165,7 +161,7 @@ def write_gold(spark: SparkSession, settings: Settings) -> None:
     save(frame(spark, contexts, AGENT_CONTEXT), settings, GOLD_AGENT_CONTEXT)
     save(frame(spark, TIMELINE, CUSTOMER_TIMELINE), settings, GOLD_CUSTOMER_TIMELINE)
     save(frame(spark, members, SEGMENT_MEMBERSHIP), settings, GOLD_SEGMENT_MEMBERSHIP)
-    save(spark.createDataFrame(HISTORY, HISTORY_SCHEMA), settings, GOLD_CUSTOMER_ID_HISTORY)
+    save(frame(spark, HISTORY, CUSTOMER_ID_HISTORY), settings, GOLD_CUSTOMER_ID_HISTORY)
 
 
 # --- fixtures: gold once, published once per backend ---------------------------------------------
@@ -247,7 +243,7 @@ def test_publish_streams_every_table_into_a_new_generation(
         "customer": 3,
         # C1: email, phone, handle, device; C2: loyalty, phone; C3: phone
         "lookup_key": 7,
-        "retired_id": 4,
+        "retired_id": 2,  # merges only: a split id lives on
         "timeline": 4,
         "segment": 2,
         "segment_member": 3,
@@ -410,11 +406,9 @@ def test_a_retired_id_answers_with_the_surviving_id(
         assert (body["customer_id"], body["resolved_from"]) == ("C1", retired)
 
 
-def test_a_split_id_is_a_conflict_listing_the_survivors(
-    client: TestClient, keys: dict[str, str]
-) -> None:
-    body = problem(client.get("/v1/customers/SPLIT9", headers=auth(keys["agent"])), 409)
-    assert body["surviving_ids"] == ["C2", "C3"]
+def test_a_split_id_lives_on(client: TestClient, keys: dict[str, str]) -> None:
+    body = client.get("/v1/customers/C2", headers=auth(keys["agent"])).json()
+    assert (body["customer_id"], body["resolved_from"]) == ("C2", None)
 
 
 def test_unknown_customer_is_404(client: TestClient, keys: dict[str, str]) -> None:
@@ -558,7 +552,8 @@ def test_openapi_document_matches_the_answers(client: TestClient, keys: dict[str
         ("/v1/customers/lookup", "/v1/customers/lookup?phone=1", "agent", 422),
         ("/v1/customers/lookup", "/v1/customers/lookup?email=a@b.io", "agent", 404),
         ("/v1/customers/{customer_id}", "/v1/customers/C1", "agent", 200),
-        ("/v1/customers/{customer_id}", "/v1/customers/SPLIT9", "agent", 409),
+        ("/v1/customers/{customer_id}", "/v1/customers/OLD0", "agent", 200),
+        ("/v1/customers/{customer_id}", "/v1/customers/C404", "agent", 404),
         ("/v1/customers/{customer_id}/context", "/v1/customers/C1/context", "marketer", 403),
         ("/v1/customers/{customer_id}/timeline", "/v1/customers/C1/timeline", "agent", 200),
         ("/v1/segments", "/v1/segments", "marketer", 200),

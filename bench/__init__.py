@@ -1,0 +1,1 @@
+"""Benchmarks with their data generators; each writes ``bench/results/<name>.json``."""

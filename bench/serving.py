@@ -1,0 +1,269 @@
+"""Agent API under load: lookup by phone at a fixed rate over 1,000,000 published customers.
+
+For each store (SQLite file; PostgreSQL in a throwaway local cluster when its binaries are
+installed) the benchmark:
+
+1. fills the store with 1,000,000 synthetic customers (a context of realistic size, a phone and
+   an email each) through ``ServingStore.publish``, the code path ``omnicdp publish`` uses,
+   without Spark, which is not what is measured here;
+2. starts the real server (``omnicdp serve``: uvicorn, one process) on 127.0.0.1;
+3. sends ``GET /v1/customers/lookup?phone=...`` for random customers, the phone typed as a
+   person would ("+82 10-2345-6789"), open-loop at a fixed 1,000 requests/s for 20 s after a
+   5 s warm-up, over keep-alive connections. Latency is measured from when each request was
+   *due*, so a stalled server shows up in the percentiles instead of slowing the sender down.
+
+Results go to ``bench/results/serving.json``: p50/p95/p99/max latency, achieved rate and errors
+per store, and whether p99 stays under the 10 ms target. Only loopback traffic; every loop is
+bounded by the request count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from urllib.parse import quote
+
+from serving.keys import Role, create_key
+from serving.store import CUSTOMER, LOOKUP_KEY, SEGMENT, open_store
+from tests.postgres import server_binaries, throwaway_postgres
+
+CUSTOMERS = 1_000_000
+RATE = 1_000  # requests per second
+WARMUP_S = 5
+DURATION_S = 20
+TARGET_P99_MS = 10.0
+MAX_CONNECTIONS = 64
+PORT = 18_765
+RESULTS = Path(__file__).parent / "results" / "serving.json"
+_BIN = Path(sys.executable).parent
+_CONTEXT = (
+    json.dumps(
+        {
+            "display_name": "Customer {i}",
+            "tier": "silver",
+            "language": "ko",
+            "country": "KR",
+            "preferred_channel": "app",
+            "lifetime_value": 123.45,
+            "reporting_currency": "USD",
+            "consents": ["email", "push"],
+            "open_case_count": 1,
+            "open_cases": [
+                {
+                    "case_id": "CS{i}",
+                    "opened_at": "2026-11-01T09:05:00Z",
+                    "last_activity_at": "2026-11-02T16:00:00Z",
+                    "channel_path": ["social", "web", "call_center"],
+                    "channel_history": "social -> web -> call_center",
+                    "touches": 4,
+                    "last_status": "callback_scheduled",
+                    "reason": "complaint",
+                }
+            ],
+            "last_interactions": [
+                {
+                    "channel": "call_center",
+                    "ts": "2026-11-02T16:00:00Z",
+                    "type": "call",
+                    "status": "callback_scheduled",
+                    "summary": "Call Center: call about complaint (case CS{i}: callback_scheduled)",
+                }
+            ],
+            "failed_self_service": [],
+            "recent_sentiment": -0.6,
+            "next_best_action": "own_the_case",
+            "next_best_action_reason": "Case CS{i} is open; social -> web -> call.",
+            "as_of": "2026-11-04T00:00:00Z",
+        }
+    )
+    .replace("{", "{{")
+    .replace("}", "}}")
+    .replace("{{i}}", "{i}")
+)
+
+
+def phone(i: int) -> tuple[str, str]:
+    """Customer ``i``'s phone as typed by a person, and as silver stores it (E.164)."""
+    block, line = 2000 + i // 10_000, i % 10_000
+    return f"+82 10-{block:04d}-{line:04d}", f"+8210{block:04d}{line:04d}"
+
+
+def _customers() -> Iterator[tuple]:
+    for i in range(CUSTOMERS):
+        yield (f"C{i:07d}", f"Customer {i}", "silver", 1, None, _CONTEXT.format(i=i))
+
+
+def _lookup_keys() -> Iterator[tuple]:
+    for i in range(CUSTOMERS):
+        yield ("phone", phone(i)[1], f"C{i:07d}")
+        yield ("email", f"customer{i}@example.com", f"C{i:07d}")
+
+
+def fill(url: str) -> tuple[float, str]:
+    """Publish the synthetic customers into the store at ``url``; seconds taken, an agent key."""
+    store = open_store(url)
+    started = time.monotonic()
+    with store.publish() as publication:
+        publication.load(CUSTOMER, _customers())
+        publication.load(LOOKUP_KEY, _lookup_keys())
+        publication.load(SEGMENT, [("everyone", CUSTOMERS, "email", "2026-11-04T00:00:00Z")])
+    seconds = time.monotonic() - started
+    key = create_key(store, Role.AGENT, "bench").key
+    store.close()
+    return seconds, key
+
+
+def _serve(url: str, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "OMNICDP_SERVING_URL": url,
+        "OMNICDP_SERVING_RATE_LIMIT": str(RATE * 10),  # the limit is not what is measured
+        "OMNICDP_SERVING_RATE_BURST": str(RATE * 10),
+    }
+    command = [str(_BIN / "omnicdp"), "serve", "--host", "127.0.0.1", "--port", str(PORT)]
+    with log.open("w") as stderr:
+        server = subprocess.Popen(command, env=env, stdout=stderr, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError(f"the server did not start; see {log}")
+
+
+class _Connections:
+    """Keep-alive HTTP/1.1 connections to the server, opened on demand, at most a bound."""
+
+    def __init__(self, limit: int) -> None:
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._slots = asyncio.Semaphore(limit)
+
+    async def get(self, key: str, path: str) -> int:
+        """Send one GET and read the whole answer; its status."""
+        async with self._slots:
+            reader, writer = (
+                self._idle.pop() if self._idle else await asyncio.open_connection("127.0.0.1", PORT)
+            )
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\r\n"
+                .encode()
+            )  # fmt: skip
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            self._idle.append((reader, writer))
+            return status
+
+
+async def _drive(key: str, seconds: float) -> dict:
+    """Open-loop lookups at ``RATE`` for ``seconds``; latency from each request's due time."""
+    connections = _Connections(MAX_CONNECTIONS)
+    latencies: list[float] = []
+    errors = 0
+    rng = random.Random(7)
+    count = int(RATE * seconds)
+
+    async def one(due: float, path: str) -> None:
+        nonlocal errors
+        try:
+            status = await connections.get(key, path)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            status = 0
+        if status == 200:
+            latencies.append(time.perf_counter() - due)
+        else:
+            errors += 1
+
+    start = time.perf_counter() + 0.1
+    tasks = []
+    for n in range(count):
+        due = start + n / RATE
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        path = "/v1/customers/lookup?phone=" + quote(phone(rng.randrange(CUSTOMERS))[0])
+        tasks.append(asyncio.ensure_future(one(due, path)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    return _summary(latencies, errors, count, elapsed)
+
+
+def _summary(latencies: list[float], errors: int, sent: int, elapsed: float) -> dict:
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 2)
+
+    return {
+        "requests": sent,
+        "ok": len(ordered),
+        "errors": errors,
+        "achieved_rps": round(len(ordered) / elapsed, 1),
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "max_ms": round(ordered[-1] * 1000, 2) if ordered else None,
+    }
+
+
+def run_store(name: str, url: str, workdir: Path) -> dict:
+    print(f"{name}: publishing {CUSTOMERS:,} customers", file=sys.stderr)
+    fill_seconds, key = fill(url)
+    server = _serve(url, workdir / f"{name}-server.log")
+    try:
+        asyncio.run(_drive(key, WARMUP_S))
+        print(f"{name}: {RATE} lookups/s for {DURATION_S} s", file=sys.stderr)
+        result = asyncio.run(_drive(key, DURATION_S))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    result["publish_seconds"] = round(fill_seconds, 1)
+    result["p99_target_met"] = result["p99_ms"] < TARGET_P99_MS and result["errors"] == 0
+    print(f"{name}: {result}", file=sys.stderr)
+    return result
+
+
+def _stores(workdir: Path) -> dict[str, AbstractContextManager[str] | None]:
+    sqlite = nullcontext(f"sqlite:///{workdir / 'bench.sqlite'}")
+    return {"sqlite": sqlite, "postgresql": throwaway_postgres() if server_binaries() else None}
+
+
+def main() -> None:
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="omnicdp-bench-") as tmp:
+        for name, store in _stores(Path(tmp)).items():
+            if store is None:
+                results[name] = {"skipped": "PostgreSQL server binaries are not installed"}
+                continue
+            with store as url:
+                results[name] = run_store(name, url, Path(tmp))
+    report = {
+        "benchmark": "GET /v1/customers/lookup?phone=, open loop",
+        "customers": CUSTOMERS,
+        "target_rps": RATE,
+        "duration_s": DURATION_S,
+        "target_p99_ms": TARGET_P99_MS,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "stores": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results written to {RESULTS}", file=sys.stderr)
