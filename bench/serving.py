@@ -13,8 +13,9 @@ installed) the benchmark:
    *due*, so a stalled server shows up in the percentiles instead of slowing the sender down.
 
 Results go to ``bench/results/serving.json``: p50/p95/p99/max latency, achieved rate and errors
-per store, and whether p99 stays under the 10 ms target. Only loopback traffic; every loop is
-bounded by the request count.
+per store, whether p99 stays under the 10 ms target, and the machine's load average around the
+run (the sender shares the cores with the server: numbers from a busy machine are pessimistic).
+Only loopback traffic; every loop is bounded by the request count.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from urllib.parse import quote
+
+import uvloop
 
 from serving.keys import Role, create_key
 from serving.store import CUSTOMER, LOOKUP_KEY, SEGMENT, open_store
@@ -229,9 +232,11 @@ def run_store(name: str, url: str, workdir: Path) -> dict:
     fill_seconds, key = fill(url)
     server = _serve(url, workdir / f"{name}-server.log")
     try:
-        asyncio.run(_drive(key, WARMUP_S))
+        uvloop.run(_drive(key, WARMUP_S))
         print(f"{name}: {RATE} lookups/s for {DURATION_S} s", file=sys.stderr)
-        result = asyncio.run(_drive(key, DURATION_S))
+        load_before = os.getloadavg()[0]
+        result = uvloop.run(_drive(key, DURATION_S))
+        result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     finally:
         server.terminate()
         server.wait(timeout=30)

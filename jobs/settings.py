@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         50.0, description="API requests per second allowed per key (token bucket refill rate)"
     )
     serving_rate_burst: int = Field(100, description="API requests a key may send in one burst")
+    serving_key_cache_seconds: float = Field(
+        5.0, description="how long a checked API key is trusted; a revoked key works that long"
+    )
     spark_submit: bool = Field(
         False,
         description="DAGs run Spark steps with spark-submit instead of in the Airflow worker; "

@@ -69,11 +69,12 @@ def _json(text: str | None) -> dict[str, Any]:
 class CustomerDirectory:
     """Customer and segment reads over a serving store, with the rules above."""
 
-    def __init__(self, store: ServingStore) -> None:
+    def __init__(self, store: ServingStore, pointer_max_age: float = 1.0) -> None:
         self.store = store
+        self.pointer_max_age = pointer_max_age  # a new publish is seen within this many seconds
 
     def _generation(self) -> Generation:
-        generation = self.store.current()
+        generation = self.store.current(self.pointer_max_age)
         if generation is None:
             raise NotPublished("the serving store is empty: run `omnicdp publish` first")
         return generation

@@ -55,12 +55,34 @@ def create_key(store: ServingStore, role: Role, label: str | None = None) -> New
     return NewKey(key=key, key_id=key_id, role=role)
 
 
-def authenticate(store: ServingStore, key: str | None) -> ApiKeyRecord:
-    """The active key record for a presented key, or ``Unauthorized``."""
-    record = store.active_key(hash_key(key)) if key else None
-    if record is None:
-        raise Unauthorized("send an active API key as `Authorization: Bearer <key>`")
-    return record
+class Authenticator:
+    """Checks presented keys against the store, remembering active ones for ``ttl`` seconds.
+
+    A request then costs no key query; a revoked key stops working within ``ttl``.
+    """
+
+    def __init__(
+        self, store: ServingStore, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._clock = clock
+        self._active: dict[str, tuple[float, ApiKeyRecord]] = {}  # key hash -> (checked, record)
+
+    def authenticate(self, key: str | None) -> ApiKeyRecord:
+        """The active key record for a presented key, or ``Unauthorized``."""
+        if not key:
+            raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+        key_hash = hash_key(key)
+        now = self._clock()
+        checked, record = self._active.get(key_hash, (0.0, None))
+        if record is None or now - checked > self.ttl:
+            record = self.store.active_key(key_hash)
+            if record is None:
+                self._active.pop(key_hash, None)
+                raise Unauthorized("this API key is unknown or revoked")
+            self._active[key_hash] = (now, record)
+        return record
 
 
 def authorize(record: ApiKeyRecord, allowed: frozenset[Role]) -> None:

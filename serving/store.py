@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -206,6 +207,7 @@ class ServingStore(ABC):
     def __init__(self, url: str) -> None:
         self.url = url
         self._local = threading.local()
+        self._pointer: tuple[float, Generation | None] = (0.0, None)
         with self.writer() as connection:
             for statement in _SCHEMA:
                 self._execute(connection, statement)
@@ -266,10 +268,20 @@ class ServingStore(ABC):
 
     # --- generations -------------------------------------------------------------------------
 
-    def current(self) -> Generation | None:
-        """The published generation to read, or None before the first publish."""
-        rows = self.query("SELECT generation FROM serving_state WHERE id = 1", ())
-        return Generation(self, rows[0][0]) if rows else None
+    def current(self, max_age: float = 0.0) -> Generation | None:
+        """The published generation to read, or None before the first publish.
+
+        ``max_age`` lets a busy reader reuse a pointer read up to that many seconds ago instead
+        of asking again: safe, since the generation it names stays readable until the publish
+        after next.
+        """
+        read_at, generation = self._pointer
+        now = time.monotonic()
+        if generation is None or now - read_at > max_age:
+            rows = self.query("SELECT generation FROM serving_state WHERE id = 1", ())
+            generation = Generation(self, rows[0][0]) if rows else None
+            self._pointer = (now, generation)
+        return generation
 
     def published_at(self) -> str | None:
         rows = self.query("SELECT published_at FROM serving_state WHERE id = 1", ())

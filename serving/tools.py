@@ -19,7 +19,7 @@ from pydantic import Field
 
 from jobs.settings import Settings
 from serving.customers import CustomerDirectory, LookupKind
-from serving.keys import CUSTOMER_READERS, RateLimiter, authenticate, authorize
+from serving.keys import CUSTOMER_READERS, Authenticator, RateLimiter, authorize
 from serving.models import AgentContext, LookupResult, Timeline
 from serving.problems import InvalidInput, ServingError
 from serving.store import ServingStore
@@ -41,12 +41,13 @@ def create_mcp_server(settings: Settings, store: ServingStore, api_key: str) -> 
     """The MCP server over ``store``, acting with ``api_key`` (which must read customers)."""
     directory = CustomerDirectory(store)
     limiter = RateLimiter(settings.serving_rate_limit, settings.serving_rate_burst)
-    authorize(authenticate(store, api_key), CUSTOMER_READERS)  # fail at start, not first call
+    authenticator = Authenticator(store, settings.serving_key_cache_seconds)
+    authorize(authenticator.authenticate(api_key), CUSTOMER_READERS)  # fail now, not at 1st call
 
     def checked(read: Callable[[], _T]) -> _T:
         """Run one read under the caller's key, turning problems into tool errors."""
         try:
-            record = authenticate(store, api_key)  # a key revoked since start stops working
+            record = authenticator.authenticate(api_key)  # a key revoked since start stops
             limiter.acquire(record.key_id)
             authorize(record, CUSTOMER_READERS)
             return read()

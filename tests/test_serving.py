@@ -56,7 +56,8 @@ from schemas.tables import (
     SEGMENT_MEMBERSHIP,
 )
 from serving.api import create_app
-from serving.keys import Role, create_key, hash_key
+from serving.keys import Authenticator, Role, create_key, hash_key
+from serving.problems import Unauthorized
 from serving.store import CUSTOMER, LOOKUP_KEY, ServingStore, open_store
 from tests.postgres import throwaway_postgres
 
@@ -208,8 +209,10 @@ def keys(store: ServingStore) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client(published: tuple[Settings, PublishSummary], store: ServingStore) -> TestClient:
+    """The API, checking keys on every request (revocations in these tests apply at once)."""
     settings, _ = published
-    return TestClient(create_app(settings, store))
+    uncached = settings.model_copy(update={"serving_key_cache_seconds": 0.0})
+    return TestClient(create_app(uncached, store))
 
 
 def fresh_database(url: str, name: str) -> str:
@@ -493,6 +496,19 @@ def test_missing_unknown_and_revoked_keys_are_401(client: TestClient, store: Ser
     assert client.get("/v1/customers/C1", headers=auth(revoked.key)).status_code == 200
     assert store.revoke_key(revoked.key_id)
     problem(client.get("/v1/customers/C1", headers=auth(revoked.key)), 401)
+
+
+def test_a_checked_key_is_trusted_for_a_while(store: ServingStore) -> None:
+    now = [0.0]
+    authenticator = Authenticator(store, ttl=5.0, clock=lambda: now[0])
+    new = create_key(store, Role.AGENT)
+    assert authenticator.authenticate(new.key).key_id == new.key_id
+    store.revoke_key(new.key_id)
+    now[0] = 4.0
+    assert authenticator.authenticate(new.key).role == "agent"  # no query within the ttl
+    now[0] = 6.0
+    with pytest.raises(Unauthorized):
+        authenticator.authenticate(new.key)
 
 
 def test_keys_are_stored_hashed(store: ServingStore, keys: dict[str, str]) -> None:
