@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ from jobs.catalog import (
     SILVER_CUSTOMER_RECORDS,
     Table,
 )
-from jobs.publish import PublishSummary, publish
+from jobs.publish import PublishSummary, publish, serving_frames
 from jobs.settings import Settings
 from jobs.standardize import clean_email, normalize_email, normalize_handle
 from schemas.tables import (
@@ -58,7 +59,7 @@ from schemas.tables import (
 from serving.api import create_app
 from serving.keys import Authenticator, Role, create_key, hash_key
 from serving.problems import Unauthorized
-from serving.store import CUSTOMER, LOOKUP_KEY, ServingStore, open_store
+from serving.store import CUSTOMER, LOOKUP_KEY, RETIRED_ID, ServingStore, open_store
 from tests.postgres import throwaway_postgres
 
 BIN = Path(sys.executable).parent
@@ -251,6 +252,20 @@ def test_publish_streams_every_table_into_a_new_generation(
         "segment": 2,
         "segment_member": 3,
     }
+
+
+def test_publish_without_id_history_or_with_missing_gold(
+    spark: SparkSession, gold: Settings, tmp_path: Path
+) -> None:
+    """Before identity has retired any id there is no history table; a missing table is named."""
+    copy = gold.model_copy(update={"lakehouse": tmp_path / "lakehouse"})
+    shutil.copytree(gold.lakehouse, copy.lakehouse)
+    shutil.rmtree(GOLD_CUSTOMER_ID_HISTORY.path(copy))
+    frames = serving_frames(spark, copy)
+    assert RETIRED_ID not in frames and CUSTOMER in frames
+    shutil.rmtree(GOLD_AGENT_CONTEXT.path(copy))
+    with pytest.raises(FileNotFoundError, match=r"gold\.agent_context not found"):
+        serving_frames(spark, copy)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
