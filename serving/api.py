@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -55,6 +55,16 @@ access_log = logging.getLogger("omnicdp.serving.access")
 log = logging.getLogger(__name__)
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_DESCRIPTION = """\
+Who is this customer and what happened to them, across store, web, app, call center and social.
+
+Send an API key from `omnicdp keys create` as `Authorization: Bearer <key>`. Roles: `agent`
+(customer lookup, profile, context, timeline), `marketer` (segments: customer_ids, no raw PII),
+`admin` (everything). Each key has a rate limit. Lookup values are normalized as the platform
+stores them (email lower-case, phone E.164), so send them as the channel shows them; URL-encode
+`+` in phone numbers as `%2B`. A customer_id retired by identity resolution answers with the id
+it lives on as, named in `resolved_from`. Errors are RFC 9457 `application/problem+json`.
+"""
 _BEARER = HTTPBearer(auto_error=False, description="an API key from `omnicdp keys create`")
 _KEYED = (401, 403, 429, 503)  # what any keyed route may answer
 _STATUS_TEXT = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
@@ -137,9 +147,9 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
     limiter = RateLimiter(settings.serving_rate_limit, settings.serving_rate_burst)
     authenticator = Authenticator(store, settings.serving_key_cache_seconds)
 
-    def caller(
-        allowed: frozenset[Role],
-    ) -> Callable[[Request, HTTPAuthorizationCredentials | None], None]:
+    def caller(allowed: frozenset[Role]) -> Callable[..., Awaitable[None]]:
+        """A dependency that admits keys of the ``allowed`` roles, within their rate limit."""
+
         async def dependency(
             request: Request,
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
@@ -156,7 +166,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
     app = FastAPI(
         title="omnicdp agent context API",
         version="1",
-        description=__doc__,
+        description=_DESCRIPTION,
     )
     app.add_middleware(AccessLog)
     _add_error_handlers(app)

@@ -425,9 +425,9 @@ class PostgresStore(ServingStore):
     @contextmanager
     def writer(self) -> Iterator[psycopg.Connection]:
         with psycopg.connect(self._conninfo) as connection:  # commits on success, else rolls back
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext('omnicdp.serving'))")
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             connection.execute(f"SET LOCAL search_path TO {self.schema}")
-            connection.execute("SELECT pg_advisory_xact_lock(hashtext('omnicdp.serving'))")
             yield connection
 
     def bulk_insert(
