@@ -137,6 +137,43 @@ def cmd_identity_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_identity_explain(args: argparse.Namespace) -> int:
+    from identity.explain import explain_pair
+
+    settings = _settings(args)
+    result = explain_pair(_spark(settings), settings, args.record_a, args.record_b)
+    table = RichTable("comparison", "level", "match weight", title=f"model {result.model_version}")
+    table.add_row("prior", "two random records match", f"{result.prior_match_weight:+.2f}")
+    for step in result.evidence:
+        table.add_row(step.comparison, step.level, f"{step.match_weight:+.2f}")
+    table.add_row("total", "", f"{result.match_weight:+.2f}")
+    out.print(table)
+    out.print(f"match probability: {result.match_probability:.4f}")
+    out.print(f"waterfall chart: {result.chart_path}")
+    return 0
+
+
+def cmd_identity_why(args: argparse.Namespace) -> int:
+    from identity.explain import customer_why
+
+    settings = _settings(args)
+    why = customer_why(_spark(settings), settings, args.customer_id)
+    if why.customer_id != why.asked_id:
+        out.print(f"{why.asked_id} was retired; it lives on as {why.customer_id}")
+    records = RichTable("record", "source", title=f"customer {why.customer_id}")
+    for record_id, source in why.records:
+        records.add_row(record_id, source)
+    out.print(records)
+    links = RichTable("record", "record", "probability", "match weights", title="holding links")
+    for link in why.links:
+        weights = ", ".join(f"{k} {v:+.1f}" for k, v in link.match_weights.items() if v)
+        links.add_row(link.record_id_l, link.record_id_r, f"{link.match_probability:.4f}", weights)
+    out.print(links)
+    if why.links_total > len(why.links):
+        out.print(f"({why.links_total - len(why.links)} more links not shown)")
+    return 0
+
+
 def cmd_curate(args: argparse.Namespace) -> int:
     from jobs.curate import curate
 
@@ -234,6 +271,14 @@ def _print_demo(summary: Any) -> None:
     for name, m in (("pairwise", summary.pairwise), ("B-cubed", summary.bcubed)):
         quality.add_row(name, *(f"{m[k]:.4f}" for k in ("precision", "recall", "f1")))
     out.print(quality)
+    curated = RichTable("table", "rows", title="curated gold")
+    for name, rows in summary.curated_rows.items():
+        curated.add_row(name, str(rows))
+    out.print(curated)
+    segments = RichTable("segment", "matched", "no consent", "members", title="segments")
+    for name, c in summary.segments.items():
+        segments.add_row(name, str(c["matched"]), str(c["excluded_no_consent"]), str(c["members"]))
+    out.print(segments)
     steps = RichTable("step", "seconds", title="time per step")
     for step, seconds in summary.seconds_per_step.items():
         steps.add_row(step, f"{seconds:.1f}")
@@ -297,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--truth", type=Path, required=True, help="CSV with source,source_key,person_id"
     )
+
+    explain = add(
+        "explain", cmd_identity_explain, "why two records are (not) linked", identity_cmds
+    )
+    explain.add_argument("record_a", metavar="RECORD_A", help="record id, e.g. pos:9410...")
+    explain.add_argument("record_b", metavar="RECORD_B", help="another record id")
+    why = add("why", cmd_identity_why, "the records and links that form a customer", identity_cmds)
+    why.add_argument("customer_id", metavar="CUSTOMER_ID", help="a current or retired id")
 
     add("curate", cmd_curate, "rebuild customer 360, timeline, agent context, journey metrics")
 

@@ -43,7 +43,7 @@ class DemoSummary:
     bcubed: dict[str, float]
     curated_rows: dict[str, int] = field(default_factory=dict)
     next_best_actions: dict[str, int] = field(default_factory=dict)
-    segment_members: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, dict[str, Any]] = field(default_factory=dict)  # counts per segment
     seconds_per_step: dict[str, float] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     report_path: str = ""
@@ -109,7 +109,7 @@ def run_demo(
     summary = _summarize(people, ingested, standardized, resolved, evaluation, timer, settings)
     summary.curated_rows = curated.rows
     summary.next_best_actions = curated.next_best_actions
-    summary.segment_members = {name: c.members for name, c in segments.segments.items()}
+    summary.segments = {name: asdict(c) for name, c in segments.segments.items()}
     summary.report_path = str(write_summary(summary, settings))
     return summary
 

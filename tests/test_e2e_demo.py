@@ -54,7 +54,14 @@ def demo_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> D
 
 def test_demo_succeeds_and_prints_its_summary(demo_run: DemoRun) -> None:
     assert demo_run.exit_code == 0, demo_run.stdout[-3000:]
-    for heading in ("records per source", "identity vs. truth", "time per step", "tables:"):
+    for heading in (
+        "records per source",
+        "identity vs. truth",
+        "curated gold",
+        "segments",
+        "time per step",
+        "tables:",
+    ):
         assert heading in demo_run.stdout
     assert f"summary written to {demo_run.settings.reports_dir / 'demo_summary.json'}" in (
         demo_run.stdout.replace("\n", "")
@@ -88,8 +95,11 @@ def test_curated_gold_and_segments_are_built(demo_run: DemoRun) -> None:
     assert rows["gold.agent_context"] == rows["gold.customer_360"] > 0.5 * customers
     assert rows["gold.customer_timeline"] > rows["gold.customer_360"]
     assert sum(demo_run.summary["next_best_actions"].values()) == rows["gold.agent_context"]
-    assert demo_run.summary["segment_members"]
-    assert sum(demo_run.summary["segment_members"].values()) > 0
+    segments = demo_run.summary["segments"]
+    assert sum(s["members"] for s in segments.values()) > 0
+    assert sum(s["excluded_no_consent"] for s in segments.values()) > 0
+    for name, s in segments.items():
+        assert s["members"] + s["excluded_no_consent"] == s["matched"], name
 
 
 def test_every_table_opens_in_another_delta_reader(spark: SparkSession, demo_run: DemoRun) -> None:
@@ -120,12 +130,12 @@ def test_segment_export_of_demo_data_carries_no_raw_identifier(
         if value
     ]
     exported = 0
-    for name, members in demo_run.summary["segment_members"].items():
+    for name, counts in demo_run.summary["segments"].items():
         output = tmp_path / f"{name}.csv"
         with redirect_stdout(io.StringIO()):
             assert main([*lakehouse, "segment", "export", name, "--output", str(output)]) == 0
         content = output.read_bytes().lower()
-        assert content.count(b"\n") - 1 <= members
+        assert content.count(b"\n") - 1 <= counts["members"]
         exported += content.count(b"\n") - 1
         assert not [value for value in raw if value in content], f"raw identifier in {name}"
     assert exported > 0

@@ -9,7 +9,9 @@ slow part) and reused by the tests, which each check one property of the gold ta
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from identity import evaluate, resolve_identities, train_model
+from identity.explain import customer_why
 from identity.names import split_full_name
 from jobs.catalog import (
     GOLD_CUSTOMER_PROFILE,
@@ -28,6 +31,7 @@ from jobs.catalog import (
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
 )
+from jobs.cli import main
 from jobs.settings import Settings
 from schemas.sources import record_id
 from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
@@ -607,3 +611,67 @@ def test_names_are_split_whatever_the_order(spark: SparkSession) -> None:
         ("anna", "schmidt"),
         ("kim", "smith"),
     ]
+
+
+def test_explain_shows_each_comparison_weight_without_values(
+    spark: SparkSession, resolved: Settings
+) -> None:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(
+            [
+                "--lakehouse",
+                str(resolved.lakehouse),
+                "identity",
+                "explain",
+                "app:A1001",
+                "pos:L5001",
+            ]
+        )
+    printed = out.getvalue()
+    assert code == 0, printed
+    lines = {line.split("│")[1].strip(): line for line in printed.splitlines() if "│" in line}
+    assert {"prior", "name", "dob", "email", "phone", "address", "case", "total"} <= set(lines)
+    probability = float(printed.split("match probability:")[1].split()[0])
+    assert probability > resolved.match_threshold
+    chart = resolved.reports_dir / "identity" / "explain_waterfall.html"
+    html = chart.read_text()
+    assert "waterfall" in html.lower() or "vega" in html.lower()
+    for person, row in population():
+        if person == "anna":
+            for value in (row.get("email"), row.get("phone"), row.get("last_name")):
+                assert not value or value not in printed + html
+
+
+def test_explain_of_an_unknown_record_names_the_argument_not_the_value(
+    resolved: Settings,
+) -> None:
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(
+            [
+                "--lakehouse",
+                str(resolved.lakehouse),
+                "identity",
+                "explain",
+                "app:A1001",
+                "web:x@y.z",
+            ]
+        )
+    assert code == 1
+    assert "RECORD_B is not a record" in err.getvalue()
+    assert "x@y.z" not in err.getvalue()
+
+
+def test_why_lists_the_records_and_the_links_that_hold_a_customer(
+    spark: SparkSession, resolved: Settings
+) -> None:
+    anna = xref_map(spark, resolved)["pos:L5001"]
+    why = customer_why(spark, resolved, anna)
+    annas = sorted(row["record_id"] for person, row in population() if person == "anna")
+    assert [r for r, _ in why.records] == annas
+    assert why.links and why.links_total >= len(annas) - 1  # a spanning tree at least
+    for link in why.links:
+        assert {link.record_id_l, link.record_id_r} <= set(annas)
+        assert link.match_probability >= resolved.match_threshold
+        assert "name" in link.match_weights
