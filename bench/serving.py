@@ -13,8 +13,9 @@ installed) the benchmark:
    *due*, so a stalled server shows up in the percentiles instead of slowing the sender down.
 
 Results go to ``bench/results/serving.json``: p50/p95/p99/max latency, achieved rate and errors
-per store, whether p99 stays under the 10 ms target, and the machine's load average around the
-run (the sender shares the cores with the server: numbers from a busy machine are pessimistic).
+per store, whether p99 stays under the 10 ms target, the time requests spent inside the app
+(from the server's access log) and the machine's load average around the run: the sender shares
+the two cores with the server, and numbers from a busy machine are pessimistic.
 Only loopback traffic; every loop is bounded by the request count.
 """
 
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -237,19 +239,32 @@ def _summary(latencies: list[float], errors: Counter[str], sent: int, elapsed: f
     }
 
 
+def _in_server_ms(log: Path, after_line: int) -> dict:
+    """Percentiles of the time requests spent inside the app, from the server's access log."""
+    lines = log.read_text().splitlines()[after_line:]
+    times = sorted(float(m.group(1)) for m in map(_ACCESS_MS.search, lines) if m)
+    return {f"p{p}_ms": times[min(len(times) - 1, int(p / 100 * len(times)))] for p in (50, 99)}
+
+
+_ACCESS_MS = re.compile(r"lookup 200 (\d+\.\d)ms")
+
+
 def run_store(name: str, url: str, workdir: Path) -> dict:
     print(f"{name}: publishing {CUSTOMERS:,} customers", file=sys.stderr)
     fill_seconds, key = fill(url)
-    server = _serve(url, workdir / f"{name}-server.log")
+    log = workdir / f"{name}-server.log"
+    server = _serve(url, log)
     try:
         uvloop.run(_drive(key, WARMUP_S))
         print(f"{name}: {RATE} lookups/s for {DURATION_S} s", file=sys.stderr)
+        warmup_lines = len(log.read_text().splitlines())
         load_before = os.getloadavg()[0]
         result = uvloop.run(_drive(key, DURATION_S))
         result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     finally:
         server.terminate()
         server.wait(timeout=30)
+    result["inside_app"] = _in_server_ms(log, warmup_lines)
     result["publish_seconds"] = round(fill_seconds, 1)
     result["p99_target_met"] = result["p99_ms"] < TARGET_P99_MS and not result["errors"]
     print(f"{name}: {result}", file=sys.stderr)
