@@ -1,6 +1,6 @@
 """Train the linkage model on the current silver customer records, without labels.
 
-Training follows Splink's unsupervised recipe in three steps:
+Training follows Splink's unsupervised recipe in four steps:
 
 - u probabilities (how often records of different people land in each comparison level) from
   a fixed random sample of record pairs, leaving out pairs a deterministic rule calls a match
@@ -9,7 +9,9 @@ Training follows Splink's unsupervised recipe in three steps:
   assumed recall;
 - m probabilities (how often one person's records land in each level) by expectation
   maximisation over pairs blocked on date of birth, then on email; levels whose m EM cannot
-  observe carry a fixed prior (see :mod:`identity.model`).
+  observe carry a fixed prior (see :mod:`identity.model`);
+- u once more from the same sample, each pair counted as the share of it the trained model
+  calls a non-match: the matches no deterministic rule finds no longer inflate u.
 
 The blocking analysis that motivates the prediction rules is logged and stored with the model,
 and the match weights are charted for people reviewing it.
@@ -111,8 +113,14 @@ def train_model(spark: SparkSession, settings: Settings) -> TrainSummary:
                 linker, written, untrained.create_settings_dict("spark"), U_MAX_PAIRS
             )
         log.info("u estimated after %.1fs", time.monotonic() - started)
-        with open_linker(spark, settings, features, with_u) as (linker, _):
-            trained = _estimate_m_and_lambda(linker)
+        with open_linker(spark, settings, features, with_u) as (linker, written):
+            trained = with_sampled_u(
+                linker,
+                written,
+                _estimate_m_and_lambda(linker),
+                U_MAX_PAIRS,
+                weigh_by_non_match=True,
+            )
         model = new_saved_model(
             trained,
             record_count,
