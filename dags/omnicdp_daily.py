@@ -21,6 +21,15 @@ The steps run in order, each one the same job the ``omnicdp`` CLI runs:
    ``gold.customer_profile``.
 7. ``curate`` rebuilds the customer timeline, customer 360, agent context and journey metrics,
    and updates their assets (``gold.customer_360`` and so on).
+8. ``build_segments`` rebuilds the marketers' segments (consent applied) and updates the asset
+   ``gold.segment_membership``.
+9. ``publish`` syncs agent context, lookup keys, retired ids and segments into the serving
+   store as its next generation; readers switch to it in one step, so the agent API never
+   serves a half-published state.
+10. ``run_report`` runs last whatever happened before it: it writes
+    ``<lakehouse>/reports/runs/<run id>.json`` (rows per step and layer, input lines = bronze +
+    quarantine per source, quarantine reasons, seconds per step, gate results) and logs a
+    short summary; it fails when any step has no result, so such a run never ends green.
 
 A failed gate fails its task at once (no retries: the same data would fail again), marks every
 later step ``upstream_failed`` and updates no asset, so no later step and no asset-scheduled DAG
@@ -37,19 +46,32 @@ available: it needs apache-airflow-providers-apache-spark, and until then the DA
 load with that setting rather than quietly running in-process.
 
 What it triggers: any DAG scheduled on one of the gold assets, e.g.
-``schedule=[Asset.ref(name="gold.customer_profile")]`` for a serving-store publisher, runs after
-a day's identity tables passed their gate; one scheduled on ``gold.agent_context`` runs after
-curation.
+``schedule=[Asset.ref(name="gold.customer_profile")]`` for a downstream export, runs after a
+day's identity tables passed their gate; one scheduled on ``gold.agent_context`` runs after
+curation, and one on ``gold.segment_membership`` (an ad-platform upload) after the segments.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import chain, dag
+from airflow.sdk import TriggerRule, chain, dag, task
 
 from jobs import orchestration as steps
 from jobs.catalog import Layer
-from jobs.orchestration import CURATED_TABLES, IDENTITY_TABLES, spark_task
+from jobs.orchestration import CURATED_TABLES, IDENTITY_TABLES, SEGMENT_TABLES, spark_task
+
+# The steps in order (task ids); the run report reads their summaries.
+STEPS = (
+    "ingest",
+    "gate_bronze",
+    "standardize",
+    "gate_silver",
+    "resolve_identities",
+    "gate_gold",
+    "curate",
+    "build_segments",
+    "publish",
+)
 
 
 @dag(
@@ -98,6 +120,21 @@ def omnicdp_daily() -> None:
         """Rebuild the curated gold tables for marketers and agents."""
         return steps.curate()
 
+    @spark_task(outlets=steps.assets(SEGMENT_TABLES))
+    def build_segments() -> dict:
+        """Rebuild marketers' segments from the curated tables."""
+        return steps.build_segments()
+
+    @spark_task()
+    def publish() -> dict:
+        """Publish a new serving-store generation for the agent API and MCP tools."""
+        return steps.publish()
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def run_report() -> dict:
+        """Write the run report, also after a failed step; fail if any step has no result."""
+        return steps.run_report(STEPS)
+
     chain(
         ingest(),
         gate_bronze(),
@@ -106,6 +143,9 @@ def omnicdp_daily() -> None:
         resolve_identities(),
         gate_gold(),
         curate(),
+        build_segments(),
+        publish(),
+        run_report(),
     )
 
 

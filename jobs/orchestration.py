@@ -17,7 +17,10 @@ in-process.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
@@ -35,15 +38,19 @@ from jobs.catalog import (
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     GOLD_JOURNEY_METRICS,
+    GOLD_SEGMENT_MEMBERSHIP,
     Layer,
     Table,
 )
+from jobs.run_report import RunIncomplete
 from jobs.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from jobs.ingest import IngestSummary
+
+log = logging.getLogger(__name__)
 
 OWNER = "omnicdp-data-engineering"
 TAGS = ["omnicdp"]
@@ -56,16 +63,23 @@ CURATED_TABLES = (
     GOLD_AGENT_CONTEXT,
     GOLD_JOURNEY_METRICS,
 )
+SEGMENT_TABLES = (GOLD_SEGMENT_MEMBERSHIP,)
 
 # Retries cover what goes away by itself (a lost executor, a full disk being cleaned); a quality
-# gate that fails will fail again on the same data, so it fails at once and says why.
+# gate that fails will fail again on the same data, so it fails at once and says why, and so
+# does the run report of a run with a failed step.
 RETRY_POLICY = ExceptionRetryPolicy(
     rules=[
         RetryRule(
             exception=GateFailed,
             action=RetryAction.FAIL,
             reason="the data does not meet the layer's expectations; retrying cannot fix it",
-        )
+        ),
+        RetryRule(
+            exception=RunIncomplete,
+            action=RetryAction.FAIL,
+            reason="an earlier step failed; the run report says which",
+        ),
     ]
 )
 
@@ -84,7 +98,8 @@ class SparkSubmitUnavailable(RuntimeError):
 
 
 def spark_task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-    """The task decorator for Spark steps, honouring ``Settings.spark_submit``.
+    """The task decorator for Spark steps, honouring ``Settings.spark_submit``; the summary a
+    step returns gains the step's wall time in ``seconds`` (for the run report).
 
     In-process is the only engine implemented: a SparkSubmitOperator needs the Spark provider
     package, which is not installed, and faking the switch would run in-process anyway.
@@ -97,7 +112,18 @@ def spark_task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
             "Airflow worker (OMNICDP_SPARK_MASTER may still name a cluster)."
         )
     # A step returns one summary; without this, a ``dict`` return is split into one XCom per key.
-    return task(**{"multiple_outputs": False, **kwargs})
+    as_task = task(**{"multiple_outputs": False, **kwargs})
+
+    def decorate(step: Callable[[], dict[str, Any]]) -> Any:
+        @functools.wraps(step)
+        def timed() -> dict[str, Any]:
+            started = time.monotonic()
+            summary = step()
+            return {**summary, "seconds": round(time.monotonic() - started, 1)}
+
+        return as_task(timed)
+
+    return decorate
 
 
 def table_asset(table: Table, settings: Settings) -> Asset:
@@ -185,3 +211,36 @@ def curate() -> dict[str, Any]:
 
     spark, settings = _spark_and_settings()
     return _jsonable(curate_job(spark, settings))
+
+
+def build_segments() -> dict[str, Any]:
+    from jobs.segments import build_segments as build_segments_job
+
+    spark, settings = _spark_and_settings()
+    return _jsonable(build_segments_job(spark, settings))
+
+
+def publish() -> dict[str, Any]:
+    """Publish agent context, lookup keys and segments as the serving store's next generation."""
+    from jobs.publish import publish as publish_job
+
+    spark, settings = _spark_and_settings()
+    return _jsonable(publish_job(spark, settings))
+
+
+def run_report(step_ids: tuple[str, ...]) -> dict[str, Any]:
+    """Write this run's report from the steps' summaries (XComs) and log its short form;
+    fail when a step has no result, so the run does not end green."""
+    from airflow.sdk import get_current_context
+
+    from jobs.run_report import build_run_report, console_summary, write_run_report
+
+    context = get_current_context()
+    summaries = {step: context["ti"].xcom_pull(task_ids=step) for step in step_ids}
+    report = build_run_report(context["run_id"], summaries)
+    path = write_run_report(report, Settings())
+    log.info("%s\nrun report: %s", console_summary(report), path)
+    if not report["complete"]:
+        missing = [name for name, step in report["steps"].items() if step["status"] != "done"]
+        raise RunIncomplete(f"steps without a result: {', '.join(missing)}; report: {path}")
+    return {"report": str(path), "complete": True}

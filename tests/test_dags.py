@@ -34,9 +34,11 @@ from jobs.catalog import (
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     GOLD_JOURNEY_METRICS,
+    GOLD_SEGMENT_MEMBERSHIP,
 )
 from jobs.settings import Settings
 from jobs.simulate import simulate
+from serving.store import open_store
 
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
@@ -53,6 +55,9 @@ PIPELINE = (
     "resolve_identities",
     "gate_gold",
     "curate",
+    "build_segments",
+    "publish",
+    "run_report",
 )
 IDENTITY_TABLES = (GOLD_IDENTITY_LINKS, GOLD_IDENTITY_XREF, GOLD_CUSTOMER_PROFILE)
 CURATED_TABLES = (
@@ -178,6 +183,7 @@ def test_gold_tables_are_assets_published_after_their_gate(dagbag: DagBag) -> No
     assert outlets == {
         "gate_gold": {t.qualified_name for t in IDENTITY_TABLES},
         "curate": {t.qualified_name for t in CURATED_TABLES},
+        "build_segments": {GOLD_SEGMENT_MEMBERSHIP.qualified_name},
     }
 
 
@@ -230,8 +236,52 @@ def rows_written_by_last_commit(table_path: str) -> int:
 
 
 def test_daily_run_leaves_every_gold_table(daily_run: DailyRun) -> None:
-    for table in (*IDENTITY_TABLES, *CURATED_TABLES):
+    for table in (*IDENTITY_TABLES, *CURATED_TABLES, GOLD_SEGMENT_MEMBERSHIP):
         assert rows_written_by_last_commit(table.path(daily_run.settings)) > 0, table.qualified_name
+
+
+def returned_by(home: Path, task_id: str, dag_id: str = DAG_ID) -> dict:
+    """The summary a task of the DAG's latest run returned (its XCom), from the metadata db."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        (value,) = db.execute(
+            "SELECT value FROM xcom WHERE task_id = ? AND key = 'return_value' AND run_id = "
+            "(SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
+            (task_id, dag_id),
+        ).fetchone()
+    return json.loads(value)
+
+
+def test_daily_run_publishes_every_customer_to_the_serving_store(daily_run: DailyRun) -> None:
+    published = returned_by(daily_run.home, "publish")
+    profiles = rows_written_by_last_commit(GOLD_CUSTOMER_PROFILE.path(daily_run.settings))
+    assert published["rows"]["customer"] == profiles
+    assert {"lookup_key", "timeline", "segment", "segment_member"} <= set(published["rows"])
+    store = open_store(daily_run.settings.resolved_serving_url)
+    try:
+        assert store.current().number == published["generation"]
+    finally:
+        store.close()
+
+
+def test_daily_run_writes_a_report_that_reconciles_every_source(daily_run: DailyRun) -> None:
+    (path,) = (daily_run.settings.reports_dir / "runs").glob("*.json")
+    report = json.loads(path.read_text())
+    assert report["complete"] is True
+    assert set(report["steps"]) == set(PIPELINE) - {"run_report"}
+    assert all(step["seconds"] is not None for step in report["steps"].values())
+    sources = report["ingest"]["sources"]
+    assert set(sources) == {"pos", "web", "app", "call_center", "social"}
+    for name, source in sources.items():
+        assert source["reconciled"], name
+        assert source["input_lines"] == source["bronze_rows"] + source["quarantined_rows"] > 0
+    assert {layer: g["success"] for layer, g in report["gates"].items()} == {
+        "bronze": True,
+        "silver": True,
+        "gold": True,
+    }
+    published = returned_by(daily_run.home, "publish")["rows"]
+    assert report["rows"]["serving"] == published
+    assert "run report:" in output_of(daily_run.result)
 
 
 def test_daily_run_updates_the_gold_assets(daily_run: DailyRun) -> None:
@@ -242,7 +292,9 @@ def test_daily_run_updates_the_gold_assets(daily_run: DailyRun) -> None:
                 "SELECT DISTINCT a.name FROM asset_event e JOIN asset a ON a.id = e.asset_id"
             )
         }
-    assert updated == {t.qualified_name for t in (*IDENTITY_TABLES, *CURATED_TABLES)}
+    assert updated == {
+        t.qualified_name for t in (*IDENTITY_TABLES, *CURATED_TABLES, GOLD_SEGMENT_MEMBERSHIP)
+    }
 
 
 def test_daily_run_writes_data_docs_for_every_gate(daily_run: DailyRun) -> None:

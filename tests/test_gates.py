@@ -11,6 +11,7 @@ nothing after it runs.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from jobs.catalog import (
 )
 from jobs.settings import Settings
 from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
+from serving.store import CUSTOMER, open_store
 from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
 
 SEEN = datetime(2026, 11, 1, 10, 0)
@@ -245,7 +247,7 @@ def test_bronze_gate_fails_when_nothing_was_ingested(
 # --- the gate in the DAG -------------------------------------------------------------------
 
 
-def test_failed_silver_gate_stops_the_daily_dag_before_identity(
+def test_failed_silver_gate_stops_the_daily_dag_before_anything_is_published(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     """Bad silver as if standardize had written it: ingest, the bronze gate and standardize are
@@ -257,6 +259,9 @@ def test_failed_silver_gate_stops_the_daily_dag_before_identity(
         shuffle_partitions=4,
     )
     write_silver(spark, settings, bad_records(spark))
+    store = open_store(settings.resolved_serving_url)
+    with store.publish() as served:  # what agents see today: one customer
+        served.load(CUSTOMER, [("C1", "Ann", "gold", 0, "{}", "{}")])
     home = migrated_home(tmp_path)
 
     result = airflow(
@@ -272,7 +277,19 @@ def test_failed_silver_gate_stops_the_daily_dag_before_identity(
     assert result.returncode != 0
     states = task_states(home)
     assert states["gate_silver"] == ("failed", 1)  # failed at once: retrying cannot fix data
-    for later in ("resolve_identities", "gate_gold", "curate"):
+    for later in ("resolve_identities", "gate_gold", "curate", "build_segments", "publish"):
         assert states[later][0] == "upstream_failed", later
+    assert states["run_report"] == ("failed", 1)  # it ran, wrote the report, failed the run
+    (report_path,) = (settings.reports_dir / "runs").glob("*.json")
+    report = json.loads(report_path.read_text())
+    assert report["complete"] is False
+    assert report["gates"]["silver"]["success"] is False
+    assert report["steps"]["publish"]["status"] == "no result"
     assert "silver gate failed" in output_of(result)
     assert not DeltaTable.isDeltaTable(spark, GOLD_IDENTITY_XREF.path(settings))
+    try:
+        generation = store.current()
+        assert generation.number == served.number  # nothing was published over it
+        assert generation.customer("C1").display_name == "Ann"
+    finally:
+        store.close()
