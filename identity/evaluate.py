@@ -13,17 +13,20 @@ person, which weighs a wrongly merged singleton as much as a large cluster.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from identity.storage import read_table
-from jobs.catalog import GOLD_IDENTITY_XREF
+from jobs.catalog import GOLD_IDENTITY_LINKS, GOLD_IDENTITY_XREF
+from jobs.charts import line_chart, write_html_page
 from jobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -151,21 +154,95 @@ def evaluate(spark: SparkSession, settings: Settings, truth_path: Path) -> Evalu
         persons_split=persons_split,
         customers_merging_persons=customers_merging,
     )
-    _write_report(result, settings)
+    links_path = GOLD_IDENTITY_LINKS.path(settings)
+    curve = (
+        threshold_curve(read_table(spark, settings, GOLD_IDENTITY_LINKS), truth, true_pairs)
+        if DeltaTable.isDeltaTable(spark, links_path)
+        else []
+    )
+    result_path = _write_report(result, curve, settings)
     log.info(
         "evaluation: pairwise P=%.4f R=%.4f F1=%.4f; B-cubed F1=%.4f; %d persons split, "
-        "%d customers merging persons",
+        "%d customers merging persons; report %s",
         precision,
         recall,
         result.pairwise_f1,
         result.bcubed_f1,
         persons_split,
         customers_merging,
+        result_path,
     )
     return result
 
 
-def _write_report(result: EvaluationResult, settings: Settings) -> None:
+def threshold_curve(links: DataFrame, truth: DataFrame, true_pairs: int) -> list[dict[str, float]]:
+    """Pairwise precision, recall and F1 of the scored links if every pair at or above a
+    threshold were a match, for thresholds 0.01 to 1.00 (before clustering: what the threshold
+    alone does). Links are bucketed by probability in Spark; only the 100 buckets come back."""
+    person = truth.select("record_id", "person_id")
+    labelled = (
+        links.select("record_id_l", "record_id_r", "match_probability")
+        .join(person.toDF("record_id_l", "person_l"), "record_id_l")
+        .join(person.toDF("record_id_r", "person_r"), "record_id_r")
+    )
+    bucket = F.least(F.floor(F.col("match_probability") * 100), F.lit(99)).cast("int")
+    counts = {
+        r.bucket: (r.pairs, r.correct)
+        for r in labelled.groupBy(bucket.alias("bucket"))
+        .agg(
+            F.count(F.lit(1)).alias("pairs"),
+            F.sum((F.col("person_l") == F.col("person_r")).cast("int")).alias("correct"),
+        )
+        .collect()
+    }
+    curve, predicted, correct = [], 0, 0
+    for b in range(99, 0, -1):  # from the strictest threshold down, accumulating
+        pairs, right = counts.get(b, (0, 0))
+        predicted, correct = predicted + pairs, correct + (right or 0)
+        precision, recall = _ratio(correct, predicted), _ratio(correct, true_pairs)
+        curve.append(
+            {
+                "threshold": b / 100,
+                "precision": precision,
+                "recall": recall,
+                "f1": _f1(precision, recall),
+            }
+        )
+    return curve[::-1]
+
+
+def _write_report(
+    result: EvaluationResult, curve: list[dict[str, float]], settings: Settings
+) -> Path:
+    """evaluation.json and evaluation.html (metrics, threshold curve, the model's charts)."""
     out = settings.reports_dir / "identity"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    (out / "evaluation.json").write_text(
+        json.dumps({**result.to_dict(), "threshold_curve": curve}, indent=2), encoding="utf-8"
+    )
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v:.4f}</td></tr>"
+        if isinstance(v, float)
+        else f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>"
+        for k, v in result.to_dict().items()
+    )
+    chart = line_chart(
+        "pairwise precision / recall / F1 of scored links by match threshold",
+        [f"{c['threshold']:.2f}" for c in curve],
+        {m: [c[m] for c in curve] for m in ("precision", "recall", "f1")},
+    )
+    model_charts = " · ".join(
+        f'<a href="{name}.html">{name.replace("_", " ")}</a>'
+        for name in ("match_weights", "m_u_parameters")
+        if (out / f"{name}.html").exists()
+    )
+    body = (
+        f"<h2>Against the truth file</h2><table>{rows}</table>"
+        f"<h2>Threshold curve</h2>{chart}"
+        f"<p>Configured threshold: {settings.match_threshold}. Clustering joins records "
+        "transitively, so the clustered result can differ from a threshold's pairs.</p>"
+        f"<h2>The model</h2><p>{model_charts or 'no model charts: train the model first'}</p>"
+    )
+    path = out / "evaluation.html"
+    write_html_page(path, "Identity evaluation", "gold.identity_xref against known truth.", body)
+    return path

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +78,7 @@ from jobs.catalog import (
     SILVER_INTERACTIONS,
     Table,
 )
+from jobs.charts import line_chart, write_html_page
 from jobs.settings import Settings
 from schemas.tables import (
     AGENT_CONTEXT,
@@ -969,7 +969,6 @@ _CHARTS = (
     ("p90_resolution_hours", "p90 resolution time, hours"),
     ("repeat_contact_rate", "Repeat contact within 7 days, share of contacts"),
 )
-_PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2")
 
 
 def write_journey_report(journeys: DataFrame, settings: Settings) -> Path:
@@ -982,7 +981,7 @@ def write_journey_report(journeys: DataFrame, settings: Settings) -> Path:
     channels = sorted({r["channel"] for r in rows})
     by_key = {(r["day"], r["channel"]): r for r in rows}
     charts = [
-        _svg_chart(
+        line_chart(
             title,
             [d.isoformat() for d in days],
             {c: [by_key.get((d, c), {}).get(metric) for d in days] for c in channels},
@@ -991,56 +990,11 @@ def write_journey_report(journeys: DataFrame, settings: Settings) -> Path:
     ]
     path = settings.reports_dir / "journey_metrics.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".html.tmp")
-    partial.write_text(_html_page(charts, _totals_table(rows, channels)))
-    os.replace(partial, path)  # readers never see a half-written report
+    body = "".join(charts) + "<h2>Totals per channel</h2>" + _totals_table(rows, channels)
+    write_html_page(
+        path, "Journey metrics", "Per UTC day and channel, from gold.journey_metrics.", body
+    )
     return path
-
-
-def _svg_chart(title: str, days: list[str], series: dict[str, list[Any]]) -> str:
-    width, height, left, right, top, bottom = 520, 240, 48, 110, 28, 34
-    values = [float(v) for vs in series.values() for v in vs if v is not None]
-    peak = max(values, default=0.0) or 1.0
-    span = max(len(days) - 1, 1)
-
-    def x(i: int) -> float:
-        return left + i * (width - left - right) / span
-
-    def y(v: float) -> float:
-        return height - bottom - float(v) / peak * (height - top - bottom)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{html.escape(title)}">',
-        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" '
-        f'y2="{height - bottom}" stroke="#999"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#999"/>',
-        f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end">{peak:g}</text>',
-        f'<text x="{left - 4}" y="{height - bottom}" font-size="10" text-anchor="end">0</text>',
-    ]
-    if days:
-        parts += [
-            f'<text x="{x(0)}" y="{height - 16}" font-size="10">{days[0]}</text>',
-            f'<text x="{x(len(days) - 1)}" y="{height - 16}" font-size="10" '
-            f'text-anchor="end">{days[-1]}</text>',
-        ]
-    for n, (channel, vs) in enumerate(series.items()):
-        colour = _PALETTE[n % len(_PALETTE)]
-        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vs) if v is not None)
-        if points:
-            parts.append(
-                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
-            )
-        legend_y = top + 14 * n + 8
-        parts += [
-            f'<rect x="{width - right + 10}" y="{legend_y - 8}" width="10" height="10" '
-            f'fill="{colour}"/>',
-            f'<text x="{width - right + 24}" y="{legend_y + 1}" font-size="11">'
-            f"{html.escape(channel)}</text>",
-        ]
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _totals_table(rows: list[dict[str, Any]], channels: list[str]) -> str:
@@ -1062,17 +1016,3 @@ def _totals_table(rows: list[dict[str, Any]], channels: list[str]) -> str:
         for c in channels
     )
     return f"<table><tr><th>channel</th>{head}</tr>{body}</table>"
-
-
-def _html_page(charts: list[str], table: str) -> str:
-    style = (
-        "body{font-family:sans-serif;margin:24px}svg{margin:8px;border:1px solid #eee}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:right}"
-    )
-    return (
-        '<!doctype html><html><head><meta charset="utf-8"><title>omnicdp journey metrics'
-        f"</title><style>{style}</style></head><body><h1>Journey metrics</h1>"
-        f"<p>Per UTC day and channel, from gold.journey_metrics.</p>{''.join(charts)}"
-        f"<h2>Totals per channel</h2>{table}</body></html>"
-    )

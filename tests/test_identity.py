@@ -675,3 +675,24 @@ def test_why_lists_the_records_and_the_links_that_hold_a_customer(
         assert {link.record_id_l, link.record_id_r} <= set(annas)
         assert link.match_probability >= resolved.match_threshold
         assert "name" in link.match_weights
+
+
+def test_evaluation_report_has_the_threshold_curve_and_model_charts(
+    spark: SparkSession, resolved: Settings, tmp_path: Path
+) -> None:
+    truth = tmp_path / "truth.csv"
+    truth.write_text(
+        "source,source_key,person_id\n"
+        + "".join(f"{r['source']},{r['source_key']},{p}\n" for p, r in population())
+    )
+    result = evaluate(spark, resolved, truth)
+    report = resolved.reports_dir / "identity"
+    curve = json.loads((report / "evaluation.json").read_text())["threshold_curve"]
+    assert [c["threshold"] for c in curve] == [t / 100 for t in range(1, 100)]
+    recalls = [c["recall"] for c in curve]
+    assert recalls == sorted(recalls, reverse=True)  # a stricter threshold never finds more
+    assert all(0 <= c["precision"] <= 1 for c in curve)
+    page = (report / "evaluation.html").read_text()
+    assert "<polyline" in page and "Threshold curve" in page
+    assert 'href="match_weights.html"' in page
+    assert f"{result.pairwise_f1:.4f}" in page
