@@ -291,7 +291,11 @@ def main() -> None:
         "target_rps": RATE,
         "duration_s": DURATION_S,
         "target_p99_ms": TARGET_P99_MS,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "niceness": os.nice(0),  # sender and server; negative when run with priority
+        },
         "stores": results,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
