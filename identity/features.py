@@ -185,12 +185,15 @@ def _phone_given_names(features: DataFrame) -> DataFrame:
 
     One for a person's own phone; more for a household phone or landline given by several
     members (or one person's name spelled two ways: the count errs towards "household").
-    Social display names are not counted: they are often not names at all.
+    Social display names are not counted: they are often not names at all. Nor is the one word
+    of a record with only one name: a call center agent's "park" may be the family name of the
+    "sieun park" who gave the phone, and counting it would make her phone a household's.
     """
     return (
         features.where(
             F.col("phone").isNotNull()
             & F.col("first_name").isNotNull()
+            & F.col("last_name").isNotNull()
             & (F.col("source") != "social")
         )
         .groupBy("phone")

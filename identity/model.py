@@ -10,10 +10,15 @@ neutral evidence instead of a mismatch.
 Households are the hard case: members share phone, address and often the surname, and differ
 in first name and date of birth. A model that scores phone, address and name independently adds
 up the strong phone and address agreements and merges them. So the phone and address
-comparisons split their "exact match" levels by whether the first names of the two records are
-compatible (see :func:`first_names_compatible`): "same phone, clearly different first name" is a
-level of its own with its own, much weaker, weight, and a POS or call center record of one
-household member does not join another member's cluster.
+comparisons split their "exact match" levels by what the first names of the two records say.
+On a phone records give under one given name only (one person's phone), first names that are
+merely *compatible* (see :func:`first_names_compatible`: one missing, a social display name)
+are enough. On a household's phone or address they must *agree* (see
+:func:`first_names_agree`: both real given names, and similar): a record without a given name,
+a call center record with only the family name, or a social profile could be any member, so
+there it reaches only the weak "shared" level, together with "clearly different first name".
+That level's u is what different people sharing a household phone or address show, so a POS,
+call center or social record of one household member does not join another member's cluster.
 
 Training is unsupervised (see :mod:`identity.train`), and EM can only learn how often one
 person's records disagree on a field from pairs where that happens among true matches. For
@@ -38,7 +43,7 @@ from splink.internals.comparison_level_creator import ComparisonLevelCreator
 
 # Bumped whenever comparisons, levels or blocking rules change, so saved models say which
 # specification they were trained with and an incompatible saved model is retrained.
-MODEL_SPEC_VERSION = "1"
+MODEL_SPEC_VERSION = "2"
 
 UNIQUE_ID = "record_id"
 
@@ -77,8 +82,55 @@ def first_names_compatible(col: str = "{name}_{side}") -> str:
     )
 
 
+def first_names_agree(col: str = "{name}_{side}") -> str:
+    """SQL true when the first names of two records say "same person", not merely "not different".
+
+    Both records give a given name, neither is a social profile, and the names are
+    near-identical, one is a nickname of the other, one is the other's initial, or given and
+    family name are swapped between the records. A missing given name or a social display name
+    is compatible with anyone (:func:`first_names_compatible`) but agrees with no one: on a
+    household's phone or address it cannot tell which member a record is. ``col`` as there.
+    """
+
+    def c(name: str, side: str) -> str:
+        return col.format(name=name, side=side)
+
+    fl, fr = c("first_name", "l"), c("first_name", "r")
+    return (
+        f"({fl} IS NOT NULL AND {fr} IS NOT NULL"
+        f" AND {c('source', 'l')} != 'social' AND {c('source', 'r')} != 'social'"
+        f" AND (jaro_winkler({fl}, {fr}) >= 0.8"
+        f" OR arrays_overlap({c('first_formal', 'l')}, {c('first_formal', 'r')})"
+        f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND substr({fl}, 1, 1) = substr({fr}, 1, 1))"
+        f" OR ({fl} = {c('last_name', 'r')} AND {fr} = {c('last_name', 'l')})))"
+    )
+
+
+def one_persons_phone(col: str = "{name}_{side}") -> str:
+    """SQL true when the records' phone is given under at most one given name (``col`` as above).
+
+    Social display names and records without both a given and a family name do not count (see
+    ``features._phone_given_names``); a phone no such record gives is not known to be shared,
+    so it counts as one person's.
+    """
+    return f"coalesce({col.format(name='phone_given_names', side='l')}, 0) <= 1"
+
+
+def same_phone_same_person(col: str = "{name}_{side}") -> str:
+    """SQL true when a shared phone's first names make it one person's: the phone comparison's
+    top two levels. Compatible names on one person's phone, agreeing names on any phone."""
+    return (
+        f"(({one_persons_phone(col)} AND {first_names_compatible(col)})"
+        f" OR {first_names_agree(col)})"
+    )
+
+
 def _compatible() -> cll.CustomLevel:
     return cll.CustomLevel(first_names_compatible())
+
+
+def _agree() -> cll.CustomLevel:
+    return cll.CustomLevel(first_names_agree())
 
 
 def _both_names_similar(threshold: float) -> cll.And:
@@ -289,10 +341,14 @@ def _email_comparison() -> ComparisonCreator:
 
 
 def _phone_comparison() -> ComparisonCreator:
-    """E.164 phone, with the matching levels split by first-name compatibility (module doc).
+    """E.164 phone, with the matching levels split by what the first names say (module doc).
 
-    A phone that records give under one given name only is one person's; under several, it
-    is a household's, and a record without a name that shares it could be any member.
+    A phone that records give under one given name only is one person's, and a record with
+    compatible first names (a missing given name, a social display name) that shares it is
+    that person's. Under several given names it is a household's: only a record whose given
+    name agrees with the other's is the same member; one without a given name, with only the
+    family name, or a social profile could be any member and reaches only the "shared phone"
+    level, whose u different household members sharing a phone set.
     The last-8-digits level catches the same subscriber number standardized with a different
     country code (a number typed without one in a free-text DM); the edit-distance level a
     number typed at a till with one digit wrong or two swapped. Neither is observable in the
@@ -305,21 +361,20 @@ def _phone_comparison() -> ComparisonCreator:
             cll.NullLevel("phone"),
             _m(
                 cll.CustomLevel(
-                    "phone_l = phone_r AND phone_given_names_l <= 1"
-                    f" AND {first_names_compatible()}",
+                    f"phone_l = phone_r AND {one_persons_phone()} AND {first_names_compatible()}",
                     label_for_charts="exact, one person's phone, first names compatible",
                 ),
                 0.6,
             ),
             _m(
-                cll.And(cll.ExactMatchLevel("phone"), _compatible()).configure(
-                    label_for_charts="exact, first names compatible"
+                cll.And(cll.ExactMatchLevel("phone"), _agree()).configure(
+                    label_for_charts="exact, household phone, first names agree"
                 ),
                 0.35,
             ),
             _m(
                 cll.ExactMatchLevel("phone").configure(
-                    label_for_charts="exact, first names differ (shared phone)"
+                    label_for_charts="exact, first names differ or unknown (shared phone)"
                 ),
                 0.012,
             ),
@@ -346,7 +401,9 @@ def _address_comparison() -> ComparisonCreator:
     """Postcode, street line and city as one comparison: they are one fact, not three.
 
     Scoring them separately would count the same address three times. The same-address level
-    is split by first-name compatibility for the same household reason as the phone.
+    is split for the same household reason as the phone: an address is a household's by nature,
+    so only agreeing first names (:func:`first_names_agree`) make it one person's; a missing
+    given name or a social display name could be any member's.
     """
     return cl.CustomComparison(
         output_column_name="address",
@@ -356,13 +413,15 @@ def _address_comparison() -> ComparisonCreator:
                 is_null_level=True
             ),
             _m(
-                cll.And(_same_address(), _compatible()).configure(
-                    label_for_charts="same address, first names compatible"
+                cll.And(_same_address(), _agree()).configure(
+                    label_for_charts="same address, first names agree"
                 ),
                 0.8,
             ),
             _m(
-                _same_address().configure(label_for_charts="same address, first names differ"),
+                _same_address().configure(
+                    label_for_charts="same address, first names differ or unknown"
+                ),
                 0.002,
                 fixed=True,
             ),
@@ -447,7 +506,7 @@ def deterministic_rules(col: str = "{side}.{name}") -> list[str]:
 
     return [
         same("email"),
-        f"{same('phone', 'last_name')} AND {first_names_compatible(col)}",
+        f"{same('phone', 'last_name')} AND {same_phone_same_person(col)}",
         same("first_name", "last_name", "dob"),
     ]
 
