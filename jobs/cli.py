@@ -283,6 +283,10 @@ def _print_demo(summary: Any) -> None:
     for step, seconds in summary.seconds_per_step.items():
         steps.add_row(step, f"{seconds:.1f}")
     out.print(steps)
+    out.print(
+        f"serving store: {summary.serving['store']} "
+        f"({summary.serving['rows'].get('customer', 0)} customers; `omnicdp serve` to query it)"
+    )
     out.print("tables:")
     for name, path in summary.tables.items():
         out.print(f"  {name:<32} {path}")

@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from jobs.catalog import ALL_TABLES
 from jobs.curate import curate
 from jobs.ingest import IngestSummary, ingest_batch
+from jobs.publish import publish
 from jobs.segments import build_segments
 from jobs.settings import Settings
 from jobs.simulate import simulate
@@ -44,6 +45,7 @@ class DemoSummary:
     curated_rows: dict[str, int] = field(default_factory=dict)
     next_best_actions: dict[str, int] = field(default_factory=dict)
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)  # counts per segment
+    serving: dict[str, Any] = field(default_factory=dict)  # store and rows published
     seconds_per_step: dict[str, float] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     report_path: str = ""
@@ -84,7 +86,7 @@ def run_demo(
     progress: Progress = print,
 ) -> DemoSummary:
     """Run simulate -> bronze -> silver -> identity -> evaluation -> curated gold -> segments
-    on a clean demo folder."""
+    -> serving store on a clean demo folder."""
     from identity import evaluate, resolve_identities, train_model
 
     for folder in (settings.landing, settings.lakehouse):
@@ -106,10 +108,13 @@ def run_demo(
         curated = curate(spark, settings)
     with timer.step("segments"):
         segments = build_segments(spark, settings)
+    with timer.step("publish (serving store)"):
+        published = publish(spark, settings)
     summary = _summarize(people, ingested, standardized, resolved, evaluation, timer, settings)
     summary.curated_rows = curated.rows
     summary.next_best_actions = curated.next_best_actions
     summary.segments = {name: asdict(c) for name, c in segments.segments.items()}
+    summary.serving = {"store": published.store, "rows": published.rows}
     summary.report_path = str(write_summary(summary, settings))
     return summary
 

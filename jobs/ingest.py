@@ -420,6 +420,7 @@ def record_manifest(
                 spec.name,
                 f.source_file,
                 f.lines,
+                f.header_lines,
                 fingerprints[f.source_file],
                 f.bronze_rows,
                 f.quarantined_rows,
@@ -428,7 +429,13 @@ def record_manifest(
             )
             for f in reports
         ],
-        "source string, source_file string, lines long, fingerprint string, bronze_rows long,"
-        " quarantined_rows long, note string, batch_id string",
+        "source string, source_file string, lines long, header_lines long, fingerprint string,"
+        " bronze_rows long, quarantined_rows long, note string, batch_id string",
     ).withColumn("ingested_at", F.current_timestamp())
-    manifest.write.format("delta").mode("append").save(INGESTED_FILES.path(settings))
+    # mergeSchema: manifests written before header_lines was recorded gain the column (null)
+    (
+        manifest.write.format("delta")
+        .mode("append")
+        .option("mergeSchema", "true")
+        .save(INGESTED_FILES.path(settings))
+    )

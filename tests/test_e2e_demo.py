@@ -73,8 +73,6 @@ def test_identity_quality_against_the_truth_file(demo_run: DemoRun) -> None:
     assert pairwise["precision"] >= 0.98, pairwise
     assert pairwise["f1"] >= MIN_PAIRWISE_F1, pairwise
     assert bcubed["f1"] >= MIN_PAIRWISE_F1, bcubed
-    found, true = demo_run.summary["customers_found"], demo_run.summary["true_people"]
-    assert abs(found - true) <= 0.05 * true, (found, true)
 
 
 def test_every_input_line_is_in_bronze_or_quarantine(
@@ -89,12 +87,13 @@ def test_every_input_line_is_in_bronze_or_quarantine(
     assert set(summary["records_per_source"]) == {"app", "call_center", "pos", "social", "web"}
 
 
-def test_curated_gold_and_segments_are_built(demo_run: DemoRun) -> None:
+def test_curated_gold_segments_and_serving_store_are_built(demo_run: DemoRun) -> None:
     rows = demo_run.summary["curated_rows"]
     customers = demo_run.summary["customers_found"]
     assert rows["gold.agent_context"] == rows["gold.customer_360"] > 0.5 * customers
     assert rows["gold.customer_timeline"] > rows["gold.customer_360"]
     assert sum(demo_run.summary["next_best_actions"].values()) == rows["gold.agent_context"]
+    assert demo_run.summary["serving"]["rows"]["customer"] == customers
     segments = demo_run.summary["segments"]
     assert sum(s["members"] for s in segments.values()) > 0
     assert sum(s["excluded_no_consent"] for s in segments.values()) > 0
