@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -34,9 +35,16 @@ def test_phones_become_e164(raw: str, country: str | None, expected: str | None)
     assert _to_e164(raw, country) == expected
 
 
-@pytest.fixture
-def silver(spark: SparkSession, settings: Settings) -> dict[str, dict]:
-    """A small landing set covering every source, ingested and standardized."""
+@pytest.fixture(scope="module")
+def silver(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A small landing set covering every source, ingested and standardized once per module."""
+    root = tmp_path_factory.mktemp("standardize")
+    settings = Settings(
+        lakehouse=root / "lakehouse",
+        landing=root / "landing",
+        spark_master="local[2]",
+        shuffle_partitions=4,
+    )
     day = settings.landing
     write(
         day / "pos" / "2026-11-01" / "pos.csv",
@@ -165,6 +173,7 @@ def silver(spark: SparkSession, settings: Settings) -> dict[str, dict]:
     records = spark.read.format("delta").load(SILVER_CUSTOMER_RECORDS.path(settings)).collect()
     interactions = spark.read.format("delta").load(SILVER_INTERACTIONS.path(settings)).collect()
     return {
+        "settings": settings,
         "records": {r.record_id: r for r in records},
         "interactions": {r.interaction_id: r for r in interactions},
     }
@@ -229,7 +238,8 @@ def test_interactions_in_one_schema_in_utc(silver: dict) -> None:
     assert all(e.ts.tzinfo is None or e.ts.tzinfo == UTC for e in events.values())
 
 
-def test_standardize_is_idempotent(spark: SparkSession, settings: Settings, silver: dict) -> None:
+def test_standardize_is_idempotent(spark: SparkSession, silver: dict) -> None:
+    settings = silver["settings"]
     standardize(spark, settings)
     again = spark.read.format("delta").load(SILVER_CUSTOMER_RECORDS.path(settings)).collect()
     assert {r.record_id: r for r in again} == silver["records"]
