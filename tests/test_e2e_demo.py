@@ -26,8 +26,9 @@ from jobs.settings import Settings
 pytestmark = pytest.mark.e2e
 
 PEOPLE = 400
-# Measured 0.920 (precision 1.000, recall 0.852) on these 400 people; the target is 0.95.
-MIN_PAIRWISE_F1 = 0.90
+# Measured 0.955 pairwise (precision 0.997, recall 0.917) and 0.974 B-cubed on these 400
+# people; the bound leaves room for Spark's nondeterministic sampling, not for regressions.
+MIN_PAIRWISE_F1 = 0.94
 # Tables the demo has no data for yet (merges and splits need a second resolution run).
 NOT_IN_DEMO: set[str] = set()
 
