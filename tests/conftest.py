@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ from pyspark.sql import SparkSession
 
 from jobs.settings import Settings
 from jobs.spark import get_spark
+
+# py4j logs "Closing down clientserver connection" from a finalizer at interpreter exit, after
+# pytest closed its log streams, which prints a "Logging error" traceback under a green run.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
