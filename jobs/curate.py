@@ -808,6 +808,20 @@ def reason_text(features: DataFrame, template: str, where: str) -> Column:
 # --- gold.journey_metrics ------------------------------------------------------------------------
 
 
+# Journey counts per day and channel that add up over days, so the report totals them per
+# channel; zero where a day and channel had none.
+_JOURNEY_TOTALS = (
+    "new_adopters",
+    "cases_started",
+    "channel_switches",
+    "self_service_attempts",
+    "escalations_to_agent",
+    "cases_resolved",
+    "service_contacts",
+    "repeat_contacts_7d",
+)
+
+
 def journey_metrics(events: DataFrame, cases: DataFrame, rules: CurationRules) -> DataFrame:
     """Per UTC day and channel: adoption, switches, escalations, resolution, repeat contacts."""
     customer = events.where(F.col("initiated_by") == "customer")
@@ -820,18 +834,7 @@ def journey_metrics(events: DataFrame, cases: DataFrame, rules: CurationRules) -
         _repeat_contacts(customer.where(_predicate(rules, "service_contact")), rules),
     ]
     result = combine(["day", "channel"], _day_channel_grid(events), parts)
-    counts = [
-        "active_customers",
-        "new_adopters",
-        "cases_started",
-        "channel_switches",
-        "self_service_attempts",
-        "escalations_to_agent",
-        "cases_resolved",
-        "service_contacts",
-        "repeat_contacts_7d",
-    ]
-    result = result.fillna(0, subset=counts)
+    result = result.fillna(0, subset=["active_customers", *_JOURNEY_TOTALS])
     result = _with_cumulative_adoption(result, customer)
     return conform(
         result.withColumns(
@@ -998,16 +1001,7 @@ def write_journey_report(journeys: DataFrame, settings: Settings) -> Path:
 
 
 def _totals_table(rows: list[dict[str, Any]], channels: list[str]) -> str:
-    columns = (
-        "new_adopters",
-        "cases_started",
-        "channel_switches",
-        "self_service_attempts",
-        "escalations_to_agent",
-        "cases_resolved",
-        "service_contacts",
-        "repeat_contacts_7d",
-    )
+    columns = _JOURNEY_TOTALS
     head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in columns)
     body = "".join(
         f"<tr><th>{html.escape(c)}</th>"
