@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from identity.storage import read_table
+from identity.storage import read_table, table_exists
 from jobs.catalog import GOLD_IDENTITY_LINKS, GOLD_IDENTITY_XREF
 from jobs.charts import line_chart, write_html_page
 from jobs.settings import Settings
@@ -154,10 +153,9 @@ def evaluate(spark: SparkSession, settings: Settings, truth_path: Path) -> Evalu
         persons_split=persons_split,
         customers_merging_persons=customers_merging,
     )
-    links_path = GOLD_IDENTITY_LINKS.path(settings)
     curve = (
         threshold_curve(read_table(spark, settings, GOLD_IDENTITY_LINKS), truth, true_pairs)
-        if DeltaTable.isDeltaTable(spark, links_path)
+        if table_exists(spark, settings, GOLD_IDENTITY_LINKS)
         else []
     )
     result_path = _write_report(result, curve, settings)

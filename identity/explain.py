@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -27,7 +26,7 @@ from identity.artifact import SavedModel, load_model
 from identity.features import load_features
 from identity.linker import open_linker
 from identity.stable_ids import retired_ids
-from identity.storage import read_table
+from identity.storage import read_table, table_exists
 from jobs.catalog import (
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_IDENTITY_LINKS,
@@ -159,11 +158,10 @@ def customer_why(spark: SparkSession, settings: Settings, customer_id: str) -> C
 
 
 def _current_id(spark: SparkSession, settings: Settings, customer_id: str) -> str:
-    path = GOLD_CUSTOMER_ID_HISTORY.path(settings)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not table_exists(spark, settings, GOLD_CUSTOMER_ID_HISTORY):
         return customer_id
     hit = (
-        retired_ids(spark.read.format("delta").load(path))
+        retired_ids(read_table(spark, settings, GOLD_CUSTOMER_ID_HISTORY))
         .where(F.col("retired_id") == customer_id)
         .first()
     )

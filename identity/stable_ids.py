@@ -38,7 +38,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from identity.storage import overwrite_table
+from identity.storage import overwrite_table, read_table, table_exists
 from jobs.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
 from jobs.settings import Settings
 from schemas.tables import CUSTOMER_ID_HISTORY, IDENTITY_XREF, conform
@@ -67,16 +67,15 @@ def previous_ids(spark: SparkSession, settings: Settings) -> PreviousIds:
     from delta.tables import DeltaTable
 
     xref_path = GOLD_IDENTITY_XREF.path(settings)
-    if not DeltaTable.isDeltaTable(spark, xref_path):
+    if not table_exists(spark, settings, GOLD_IDENTITY_XREF):
         empty = spark.createDataFrame([], "record_id string, customer_id string")
         return PreviousIds(empty, empty.select("customer_id"), -1)
     version = DeltaTable.forPath(spark, xref_path).history(1).first().version
     xref = spark.read.format("delta").option("versionAsOf", version).load(xref_path)
     xref = xref.select("record_id", "customer_id")
     issued = xref.select("customer_id")
-    history_path = GOLD_CUSTOMER_ID_HISTORY.path(settings)
-    if DeltaTable.isDeltaTable(spark, history_path):
-        history = spark.read.format("delta").load(history_path)
+    if table_exists(spark, settings, GOLD_CUSTOMER_ID_HISTORY):
+        history = read_table(spark, settings, GOLD_CUSTOMER_ID_HISTORY)
         issued = issued.unionByName(
             history.select(F.col("previous_id").alias("customer_id"))
         ).unionByName(history.select(F.col("current_id").alias("customer_id")))
@@ -218,7 +217,7 @@ def record_history(spark: SparkSession, settings: Settings, events: DataFrame) -
     from delta.tables import DeltaTable
 
     path = GOLD_CUSTOMER_ID_HISTORY.path(settings)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not table_exists(spark, settings, GOLD_CUSTOMER_ID_HISTORY):
         events.write.format("delta").mode("append").save(path)
         return
     (

@@ -12,6 +12,13 @@ from jobs.catalog import Table
 from jobs.settings import Settings
 
 
+def table_exists(spark: SparkSession, settings: Settings, table: Table) -> bool:
+    """Whether the catalog table has been written (optional tables: history, links)."""
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, table.path(settings))
+
+
 def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
     """The current version of a Delta table from the catalog."""
     return spark.read.format("delta").load(table.path(settings))
