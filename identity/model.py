@@ -47,6 +47,10 @@ MODEL_SPEC_VERSION = "2"
 
 UNIQUE_ID = "record_id"
 
+# The name comparison's output column: the one comparison that cannot corroborate a link on its
+# own when clustering (identity.cluster).
+NAME_COMPARISON = "name"
+
 
 def _m(level: ComparisonLevelCreator, m: float, *, fixed: bool = False) -> ComparisonLevelCreator:
     """Give a level its m probability: the share of one person's record pairs that land there.
@@ -170,7 +174,7 @@ def _name_comparison() -> ComparisonCreator:
     """
     first, last = "first_name", "last_name"
     return cl.CustomComparison(
-        output_column_name="name",
+        output_column_name=NAME_COMPARISON,
         comparison_description="given and family name, or an alias spelling them",
         comparison_levels=[
             cll.CustomLevel(

@@ -95,12 +95,12 @@ def _link_and_cluster(
     started = time.monotonic()
     previous = previous_ids(spark, settings)
     features = load_features(spark, settings)
-    with open_linker(spark, settings, features, model.splink_settings) as (linker, _):
+    with open_linker(spark, settings, features, model.splink_settings) as (linker, written):
         predictions = predict_pairs(linker, settings.match_threshold)
         links = links_table(predictions.as_spark_dataframe(), model.model_version, resolved_at)
         overwrite_table(links, settings, GOLD_IDENTITY_LINKS)
         log.info("links written after %.1fs", time.monotonic() - started)
-        clusters = cluster_records(linker, predictions, settings.match_threshold)
+        clusters = cluster_records(linker, predictions, settings.match_threshold, written)
         counts = write_ids(spark, settings, clusters, previous, resolved_at, model.model_version)
     log.info("xref written after %.1fs (id changes: %s)", time.monotonic() - started, counts)
     return counts
