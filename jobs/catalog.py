@@ -87,6 +87,23 @@ ALL_TABLES: tuple[Table, ...] = (
     GOLD_JOURNEY_METRICS,
 )
 
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a streaming query keeps its offsets and commits: under the lakehouse, beside the
+    tables it writes, so a copy of the lakehouse carries its streams' positions along."""
+
+    name: str
+    description: str
+
+    def path(self, settings: Settings) -> str:
+        return f"{str(settings.lakehouse).rstrip('/')}/_checkpoints/{self.name}"
+
+
+STREAM_EVENTS_CHECKPOINT = Checkpoint(
+    "stream_events", "omnicdp stream: web and app landing files -> bronze, quarantine, manifest"
+)
+
 BRONZE_TABLES: dict[str, Table] = {
     "pos": BRONZE_POS,
     "web": BRONZE_WEB,

@@ -8,10 +8,13 @@ is 0 on success, 1 when a step fails, 2 on a usage error, like any Unix tool.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +74,54 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     summary = ingest_batch(_spark(settings), settings, tuple(args.source or SOURCES))
-    table = RichTable(
-        "source",
-        "new files",
-        "skipped",
-        "lines",
-        "bronze",
-        "quarantined",
-        title=f"ingest batch {summary.batch_id}",
+    _print_source_reports(f"ingest batch {summary.batch_id}", summary.sources)
+    return 0 if summary.reconciled else 1
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from jobs.stream import STREAM_SOURCES, stream_ingest
+
+    settings = _settings(args)
+    spark = _spark(settings)
+    stop = threading.Event()
+    if not args.once:
+        console.log(
+            f"streaming {' + '.join(STREAM_SOURCES)} landing files every "
+            f"{settings.stream_interval_seconds:g} s; Ctrl-C or SIGTERM stops between micro-batches"
+        )
+    with _stop_on_signals(stop):
+        summary = stream_ingest(spark, settings, once=args.once, progress=_progress, stop=stop)
+    title = (
+        f"stream{' --once' if summary.once else ''}: {summary.micro_batches} micro-batch(es) "
+        f"in {summary.seconds:.1f} s"
     )
-    for name, s in summary.sources.items():
+    _print_source_reports(title, summary.sources)
+    return 0 if summary.reconciled else 1
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Turn Ctrl-C and SIGTERM into ``stop.set()`` while streaming, so the stream ends between
+    micro-batches instead of a KeyboardInterrupt landing in the middle of a Spark call."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed by the main thread
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_source_reports(title: str, sources: dict[str, Any]) -> None:
+    """Files, lines, bronze and quarantined rows per source, then reasons and file notes."""
+    table = RichTable(
+        "source", "new files", "skipped", "lines", "bronze", "quarantined", title=title
+    )
+    for name, s in sources.items():
         table.add_row(
             name,
             str(len(s.files)),
@@ -90,13 +131,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             str(s.quarantined_rows),
         )
     out.print(table)
-    for name, s in summary.sources.items():
+    for name, s in sources.items():
         for reason, count in sorted(s.quarantine_reasons.items()):
             out.print(f"  quarantined {name}: {count} x {reason}")
         for f in s.files:
             if f.note:
                 out.print(f"  note {f.source_file}: {f.note}")
-    return 0 if summary.reconciled else 1
 
 
 def cmd_standardize(args: argparse.Namespace) -> int:
@@ -323,6 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=_source_names(),
         help="only this source (repeatable); default all",
+    )
+
+    stream = add(
+        "stream",
+        cmd_stream,
+        "stream web and app landing files into bronze (micro-batches, until Ctrl-C / SIGTERM)",
+    )
+    stream.add_argument(
+        "--once", action="store_true", help="ingest what has landed, then stop (for schedulers)"
     )
 
     add("standardize", cmd_standardize, "rebuild silver customer records and interactions")

@@ -6,10 +6,15 @@ rejected rows (``quarantine.rejected_rows``, with file, line and reason). Nothin
 for every file, data lines = bronze rows + quarantined rows, and the manifest
 ``ops.ingested_files`` records those counts.
 
-Idempotency: a file already in the manifest is skipped; bronze and quarantine writes are
-insert-only MERGEs keyed by (source_file, line_no), so a run killed half-way is completed, not
-duplicated, by the next one. The same content delivered again under another name is quarantined
-line by line as a duplicate delivery, naming the original file.
+Idempotency: a file already in the manifest is skipped; a file's bronze and quarantine rows are
+written after removing any rows of that file that another batch left behind, and the manifest
+row last, so a run killed half-way is completed, not duplicated, by the next one. The same
+content delivered again under another name is quarantined line by line as a duplicate delivery,
+naming the original file.
+
+The streaming ingest of web and app events (:mod:`jobs.stream`) runs the same parsing, checks,
+counting and manifest through :func:`ingest_lines`, so a line is accepted or rejected for the
+same reason whichever path read it, and a file ingested by one is skipped by the other.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class FileReport:
 
 @dataclass
 class SourceReport:
+    """What happened to one source's new files in one run (or one stream)."""
+
     source: str
     files: list[FileReport] = field(default_factory=list)
     skipped_files: int = 0
@@ -116,24 +123,80 @@ def ingest_source(
     report.skipped_files = len(files) - len(new_files)
     if not new_files:
         return report
-    files = list(new_files.values())
-    # Read and parse each file once: stats, counts and both writes reuse the cached rows.
+    # Read each file once: stats, counts and both writes reuse the cached rows.
     lines = read_lines(spark, list(new_files), landing_uri).persist()
+    report.files, report.quarantine_reasons = ingest_lines(
+        spark, settings, spec, lines, list(new_files.values()), batch_id
+    )
+    lines.unpersist()
+    return report
+
+
+@dataclass(frozen=True)
+class IdempotentWrite:
+    """Delta's idempotent-write identity: a second commit of (app_id, version) is skipped.
+
+    The stream passes (its query's id and source, micro-batch id): a micro-batch replayed after
+    a crash writes nothing a first attempt already committed, table by table.
+    """
+
+    app_id: str
+    version: int
+
+    def options(self) -> dict[str, str]:
+        return {"txnAppId": self.app_id, "txnVersion": str(self.version)}
+
+
+def ingest_lines(
+    spark: SparkSession,
+    settings: Settings,
+    spec: SourceSpec,
+    lines: DataFrame,
+    files: list[str],
+    batch_id: str,
+    txn: IdempotentWrite | None = None,
+) -> tuple[list[FileReport], dict[str, int]]:
+    """Parse, count and write the numbered lines of new files: bronze, quarantine, manifest.
+
+    ``lines`` (from :func:`number_lines`) should be cached by the caller: stats, counts and the
+    writes each read it. The manifest is written last, so a crash before it leaves the files
+    to be ingested again, replacing (batch) or skipping (``txn``) what was already written.
+    """
     stats = file_stats(lines, files)
     duplicates = duplicate_deliveries(spark, settings, stats)
     stamp = {"batch_id": F.lit(batch_id), "ingested_at": F.current_timestamp()}
     parsed = parse_lines(lines, spec, duplicates).withColumns(stamp).persist()
-    report.files, report.quarantine_reasons = count_outcomes(parsed, spec, stats)
-    for f in report.files:
+    reports, reasons = count_outcomes(parsed, spec, stats)
+    for f in reports:
         f.note = _file_note(f.lines, duplicates.get(f.source_file))
-    replace_rows(
-        spark, bronze_table_for(spec.name).path(settings), accepted_rows(parsed, spec), files
-    )
-    replace_rows(spark, QUARANTINE_ROWS.path(settings), rejected_rows(parsed, spec), files)
-    record_manifest(spark, settings, spec, stats, report.files, batch_id)
+    bronze_path = bronze_table_for(spec.name).path(settings)
+    replace_rows(spark, bronze_path, accepted_rows(parsed, spec), files, batch_id, txn)
+    quarantine_path = QUARANTINE_ROWS.path(settings)
+    replace_rows(spark, quarantine_path, rejected_rows(parsed, spec), files, batch_id, txn)
+    record_manifest(spark, settings, spec, stats, reports, batch_id, txn)
     parsed.unpersist()
-    lines.unpersist()
-    return report
+    return reports, reasons
+
+
+def landing_root(spark: SparkSession, settings: Settings) -> str:
+    """The landing folder as a qualified URI ending in ``/``: the prefix file names drop."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    root = jvm.org.apache.hadoop.fs.Path(str(settings.landing))
+    return root.getFileSystem(conf).makeQualified(root).toString().rstrip("/") + "/"
+
+
+def landing_pattern(landing_uri: str, specs: list[SourceSpec]) -> str:
+    """Glob of the sources' landing files, ``<source>/<date>/*.<ext>``; batch and stream share it.
+
+    Several sources must share one file format; they become one Hadoop ``{a,b}`` alternative.
+    """
+    formats = {spec.file_format for spec in specs}
+    if len(formats) != 1:
+        raise ValueError(f"one landing pattern needs one file format, got {sorted(formats)}")
+    names = [spec.name for spec in specs]
+    folders = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
+    return f"{landing_uri}{folders}/*/*.{formats.pop()}"
 
 
 def list_landing_files(
@@ -142,11 +205,9 @@ def list_landing_files(
     """List ``<landing>/<source>/<date>/*.<ext>`` through Hadoop, so object stores work too."""
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    root = jvm.org.apache.hadoop.fs.Path(str(settings.landing))
-    fs = root.getFileSystem(conf)
-    landing_uri = fs.makeQualified(root).toString().rstrip("/") + "/"
-    pattern = jvm.org.apache.hadoop.fs.Path(f"{landing_uri}{spec.name}/*/*.{spec.file_format}")
-    statuses = fs.globStatus(pattern) or []
+    landing_uri = landing_root(spark, settings)
+    pattern = jvm.org.apache.hadoop.fs.Path(landing_pattern(landing_uri, [spec]))
+    statuses = pattern.getFileSystem(conf).globStatus(pattern) or []
     return landing_uri, sorted(s.getPath().toString() for s in statuses if s.isFile())
 
 
@@ -163,16 +224,23 @@ def ingested_files(spark: SparkSession, settings: Settings) -> set[str]:
 
 
 def read_lines(spark: SparkSession, files: list[str], landing_uri: str) -> DataFrame:
+    """Text lines of these files, numbered (see :func:`number_lines`)."""
+    return number_lines(text_with_file(spark.read.text(files)), landing_uri)
+
+
+def text_with_file(text: DataFrame) -> DataFrame:
+    """Lines of Spark's text source (batch or streaming) with the file each came from."""
+    return text.select(F.col("value"), F.col("_metadata.file_path").alias("file_uri"))
+
+
+def number_lines(text: DataFrame, landing_uri: str) -> DataFrame:
     """Text lines with file (relative to landing), 1-based line number and landing date.
 
-    Line numbers come from the read order within each file; the window is per file, so one
-    task sorts one file and nothing is gathered on the driver.
+    ``text`` comes from :func:`text_with_file`. Line numbers come from the read order within
+    each file; the window is per file, so one task sorts one file and nothing is gathered on
+    the driver.
     """
-    raw = spark.read.text(files).select(
-        F.col("value"),
-        F.col("_metadata.file_path").alias("file_uri"),
-        F.monotonically_increasing_id().alias("_pos"),
-    )
+    raw = text.withColumn("_pos", F.monotonically_increasing_id())
     relative = F.expr(f"substring(file_uri, {len(landing_uri) + 1})")
     return raw.select(
         relative.alias("source_file"),
@@ -354,19 +422,34 @@ def _quoted(column: str) -> str:
     return ".".join(f"`{part}`" for part in column.split("."))
 
 
-def replace_rows(spark: SparkSession, path: str, rows: DataFrame, files: list[str]) -> None:
-    """Write these files' rows, first removing any a killed earlier run left behind.
+def replace_rows(
+    spark: SparkSession,
+    path: str,
+    rows: DataFrame,
+    files: list[str],
+    batch_id: str,
+    txn: IdempotentWrite | None = None,
+) -> None:
+    """Write these files' rows, first removing any that another, killed, run left behind.
 
     Files reach here only when the manifest does not list them, so usually there is nothing to
-    remove; after a crash between this write and the manifest, the rerun replaces the partial
-    rows instead of duplicating them. The landing_date filter lets Delta prune partitions.
+    remove (and Delta commits nothing for it); after a crash between this write and the
+    manifest, the rerun replaces the partial rows instead of duplicating them. Rows of this very
+    ``batch_id`` stay: a replayed stream micro-batch keeps what its first attempt committed, and
+    ``txn`` makes Delta skip writing them again. The landing_date filter prunes partitions.
+
+    ``mergeSchema``: a field added to a source's contract becomes a new bronze column (null in
+    rows written before), so the contract can grow without a migration.
     """
     if DeltaTable.isDeltaTable(spark, path):
         dates = sorted({f.split("/")[1] for f in files if f.count("/") >= 2})
         DeltaTable.forPath(spark, path).delete(
-            F.col("landing_date").isin(dates) & F.col("source_file").isin(files)
+            F.col("landing_date").isin(dates)
+            & F.col("source_file").isin(files)
+            & (F.col("batch_id") != batch_id)
         )
-    rows.write.format("delta").mode("append").partitionBy("landing_date").save(path)
+    writer = rows.write.format("delta").mode("append").option("mergeSchema", "true")
+    writer.options(**(txn.options() if txn else {})).partitionBy("landing_date").save(path)
 
 
 def count_outcomes(
@@ -411,6 +494,7 @@ def record_manifest(
     stats: list[FileStat],
     reports: list[FileReport],
     batch_id: str,
+    txn: IdempotentWrite | None = None,
 ) -> None:
     """Add the new files to the manifest, after their rows are written (so a crash re-runs them)."""
     fingerprints = {s.source_file: s.fingerprint for s in stats}
@@ -437,5 +521,6 @@ def record_manifest(
         manifest.write.format("delta")
         .mode("append")
         .option("mergeSchema", "true")
+        .options(**(txn.options() if txn else {}))
         .save(INGESTED_FILES.path(settings))
     )

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     )
     driver_memory: str = Field("4g", description="spark.driver.memory for local runs")
     jars_dir: Path = Field(PROJECT_ROOT / ".jars", description="cache of the Delta JVM jars")
+    stream_interval_seconds: float = Field(
+        10.0, gt=0, description="`omnicdp stream`: seconds between micro-batch triggers"
+    )
+    stream_max_files_per_trigger: int = Field(
+        100, ge=1, description="landing files one stream micro-batch takes at most"
+    )
     match_threshold: float = Field(0.9, description="match probability at which records cluster")
     model_path: Path | None = Field(None, description="saved Splink model; default under lakehouse")
     serving_url: str | None = Field(None, description="serving store; default SQLite in lakehouse")
