@@ -8,7 +8,8 @@ reports values, so a failed gate can be described without repeating names, email
 Bronze: each ingested source's table has its contract's columns, its required fields filled and
 one row per landing line. Silver: one row per record id, formats standardize promises (lower-case
 email, E.164 phone), consent as booleans, one row per interaction. Gold: one profile per
-customer, every record in exactly one cluster, clusters within plausible bounds.
+customer, every record in exactly one cluster, clusters within plausible bounds, and every
+attribute of a golden record that has a value cites one of that customer's own records.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from jobs.catalog import (
 from jobs.ingest import METADATA_COLUMNS
 from jobs.settings import Settings
 from schemas.sources import SOURCES, SourceSpec
-from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
+from schemas.tables import (
+    CONSENT_ATTRIBUTES,
+    CUSTOMER_PROFILE,
+    CUSTOMER_RECORDS,
+    IDENTITY_XREF,
+    INTERACTIONS,
+    SURVIVED_ATTRIBUTES,
+)
 
 # What silver promises: emails lower-cased and shaped like one, phones in E.164.
 EMAIL_FORMAT = r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
@@ -205,7 +213,7 @@ def xref_expectations() -> list[Expectation]:
 
 def profile_expectations() -> list[Expectation]:
     return [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_PROFILE.fieldNames()),
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=column_paths(CUSTOMER_PROFILE)),
         *_unique_key("customer_id"),
         gxe.ExpectColumnValuesToBeBetween(column="record_count", min_value=1),
     ]
@@ -267,6 +275,48 @@ def profiles_per_customer_expectations() -> list[Expectation]:
     ]
 
 
+def profile_provenance(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per customer and provenance key: whether the attribute has a value with provenance, and
+    whether the provenance names a record the xref maps to that same customer."""
+    columns = {**SURVIVED_ATTRIBUTES, **{c: (c,) for c in CONSENT_ATTRIBUTES}}
+    cited = F.explode(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(key).alias("attribute"),
+                    F.coalesce(*cs).isNotNull().alias("valued"),
+                    F.col(f"provenance.{key}.record_id").alias("record_id"),
+                )
+                for key, cs in columns.items()
+            ]
+        )
+    )
+    owners = read_table(spark, settings, GOLD_IDENTITY_XREF).select(
+        "record_id", F.col("customer_id").alias("owner")
+    )
+    return (
+        read_table(spark, settings, GOLD_CUSTOMER_PROFILE)
+        .select("customer_id", cited.alias("a"))
+        .select("customer_id", "a.*")
+        .join(owners, "record_id", "left")
+        .select(
+            "customer_id",
+            "attribute",
+            (F.col("valued") == F.col("record_id").isNotNull()).cast("int").alias("cited"),
+            F.coalesce(F.col("owner") == F.col("customer_id"), F.col("record_id").isNull())
+            .cast("int")
+            .alias("own_record"),
+        )
+    )
+
+
+def profile_provenance_expectations() -> list[Expectation]:
+    return [
+        _exactly_once("cited", "a golden attribute has provenance exactly when it has a value"),
+        _exactly_once("own_record", "provenance names one of the customer's own records"),
+    ]
+
+
 def gold_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
     return [
         table_suite(GOLD_IDENTITY_XREF, xref_expectations),
@@ -282,6 +332,12 @@ def gold_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
             "gold.profiles_per_customer",
             profiles_per_customer,
             profiles_per_customer_expectations,
+            (GOLD_IDENTITY_XREF, GOLD_CUSTOMER_PROFILE),
+        ),
+        Suite(
+            "gold.profile_provenance",
+            profile_provenance,
+            profile_provenance_expectations,
             (GOLD_IDENTITY_XREF, GOLD_CUSTOMER_PROFILE),
         ),
     ]

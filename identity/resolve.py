@@ -28,6 +28,7 @@ from identity.predict import links_table, predict_pairs
 from identity.profile import profile_table
 from identity.stable_ids import previous_ids, write_ids
 from identity.storage import overwrite_table, read_table
+from identity.survivorship import load_survivorship_rules
 from identity.train import train_model
 from jobs.catalog import (
     GOLD_CUSTOMER_PROFILE,
@@ -143,6 +144,7 @@ def resolve_identities(
 ) -> ResolveSummary:
     """Link, cluster and profile silver customer records into the gold identity tables."""
     started = time.monotonic()
+    survivorship = load_survivorship_rules(settings.survivorship_rules)  # fail before linking
     model, trained = _model(spark, settings, retrain)
     resolved_at = datetime.now(UTC).replace(microsecond=0)
     log.info("resolving with model %s", model.model_version)
@@ -152,6 +154,7 @@ def resolve_identities(
         read_table(spark, settings, GOLD_IDENTITY_XREF),
         model.model_version,
         resolved_at,
+        survivorship,
     )
     overwrite_table(profiles, settings, GOLD_CUSTOMER_PROFILE)
     summary = _summary(spark, settings, model, trained, started, id_changes)

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "jobs" / "curation_rules.yaml",
         description="curation rules: currencies, tiers, case and journey rules, next best actions",
     )
+    survivorship_rules: Path = Field(
+        PROJECT_ROOT / "identity" / "survivorship.yaml",
+        description="survivorship rules: how each golden-record attribute is chosen",
+    )
     as_of: datetime | None = Field(
         None, description="reference time of curated tables; default the latest interaction"
     )

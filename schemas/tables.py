@@ -116,22 +116,49 @@ def conform(df: DataFrame, schema: StructType, fill_missing: bool = False) -> Da
     )
 
 
-# One row per customer_id: the golden record. Each chosen attribute (group) names the record it
-# came from in ``<attr>_source_record``; see identity/profile.py for the survivorship rules.
+# Golden-record attributes chosen by survivorship (identity/profile.py, rules in
+# identity/survivorship.yaml): provenance key -> the profile columns it covers, always taken
+# together from one record (a name or an address is never stitched from two records).
+SURVIVED_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "name": ("first_name", "last_name", "full_name"),
+    "email": ("email",),
+    "phone": ("phone",),
+    "dob": ("dob",),
+    "address": ("address_line", "postcode", "city"),
+    "country": ("country",),
+    "loyalty_id": ("loyalty_id",),
+}
+# Consent per purpose: the most restrictive statement of any of the customer's records.
+CONSENT_ATTRIBUTES = ("email_opt_in", "sms_opt_in", "push_opt_in", "ads_opt_in")
+
+# Where one golden attribute came from: the silver record, its source, when that record was last
+# seen (silver's ``last_seen_at``) and the rule that chose it; null when no record has a value.
+PROVENANCE = StructType(
+    [
+        *_fields("source record_id", StringType()),
+        StructField("observed_at", TimestampType()),
+        StructField("rule", StringType()),
+    ]
+)
+
+# One row per customer_id: the golden record. ``provenance.<key>`` says where each attribute
+# (``SURVIVED_ATTRIBUTES`` keys and the consent columns) came from. The identifier lists, counts
+# and first/last seen summarise all records of the customer (gold.identity_xref lists them).
 CUSTOMER_PROFILE = StructType(
     [
         StructField("customer_id", StringType(), nullable=False),
-        *_fields("first_name last_name full_name name_source_record", StringType()),
-        *_fields("email email_source_record phone phone_source_record", StringType()),
+        *_fields("first_name last_name full_name email phone", StringType()),
         StructField("dob", DateType()),
-        StructField("dob_source_record", StringType()),
-        *_fields("address_line postcode city address_source_record", StringType()),
-        *_fields("country country_source_record", StringType()),
+        *_fields("address_line postcode city country loyalty_id", StringType()),
         *_fields("loyalty_ids app_account_ids social_handles sources", ArrayType(StringType())),
-        *_fields("email_opt_in sms_opt_in push_opt_in ads_opt_in", BooleanType()),
+        *_fields(" ".join(CONSENT_ATTRIBUTES), BooleanType()),
         StructField("record_count", LongType(), nullable=False),
         *_fields("first_seen_at last_seen_at", TimestampType()),
         StructField("interaction_count", LongType()),
+        StructField(
+            "provenance",
+            StructType(_fields(" ".join([*SURVIVED_ATTRIBUTES, *CONSENT_ATTRIBUTES]), PROVENANCE)),
+        ),
         StructField("model_version", StringType(), nullable=False),
         StructField("resolved_at", TimestampType(), nullable=False),
     ]

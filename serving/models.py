@@ -28,7 +28,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from schemas.tables import AGENT_CONTEXT, CUSTOMER_PROFILE, CUSTOMER_TIMELINE
+from schemas.tables import AGENT_CONTEXT, CUSTOMER_PROFILE, CUSTOMER_TIMELINE, PROVENANCE
 
 _SCALARS: dict[type[DataType], Any] = {
     StringType: str,
@@ -43,6 +43,8 @@ _SCALARS: dict[type[DataType], Any] = {
 
 
 def _python_type(dtype: DataType, name: str) -> Any:
+    if dtype == PROVENANCE:
+        return Provenance
     if isinstance(dtype, StructType):
         return model_from_struct(name, dtype)
     if isinstance(dtype, ArrayType):
@@ -62,6 +64,11 @@ def model_from_struct(
         if f.name not in drop
     }
     return create_model(name, __base__=base, **fields)
+
+
+# Every profile attribute's provenance has this one shape: one schema in the API description,
+# not one per attribute.
+Provenance = model_from_struct("Provenance", PROVENANCE)
 
 
 class Resolved(BaseModel):

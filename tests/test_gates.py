@@ -2,9 +2,9 @@
 
 The gates run on small hand-built silver and gold tables: they pass on good rows, and on bad
 rows (a duplicated record id, malformed emails, consent stored as text, a record the xref maps
-twice or not at all) they raise GateFailed with a message naming the table, the expectation,
-the column and how many rows failed, and neither that message nor the Data Docs repeat the
-offending values. The last test
+twice or not at all, a golden attribute that cites no record or a record of no customer) they
+raise GateFailed with a message naming the table, the expectation, the column and how many rows
+failed, and neither that message nor the Data Docs repeat the offending values. The last test
 writes bad silver and runs ``airflow dags test``: the silver gate fails at its first try and
 nothing after it runs.
 """
@@ -177,15 +177,22 @@ def xref(record_id: str, customer_id: str, cluster_size: int) -> dict[str, Any]:
     }
 
 
-def profile(customer_id: str, record_count: int) -> dict[str, Any]:
+def profile(customer_id: str, record_count: int, **cited: tuple[Any, str | None]) -> dict[str, Any]:
+    """A golden record; ``cited`` gives attributes as ``column=(value, cited record_id)``."""
     row: dict[str, Any] = dict.fromkeys(CUSTOMER_PROFILE.fieldNames())
     row.update(
         customer_id=customer_id, record_count=record_count, model_version="m1", resolved_at=SEEN
     )
+    row.update({column: value for column, (value, _) in cited.items()})
+    row["provenance"] = {
+        column: {"record_id": record, "rule": "most_recent"}
+        for column, (_, record) in cited.items()
+        if record is not None
+    }
     return row
 
 
-def test_gold_gate_finds_records_mapped_twice_or_never_and_missing_profiles(
+def test_gold_gate_finds_records_mapped_twice_or_never_missing_profiles_and_uncited_values(
     spark: SparkSession, settings: Settings
 ) -> None:
     records = ["pos:l100", "web:anna.schmidt@example.de", "social:jiwoo_p", "call_center:c7"]
@@ -212,7 +219,15 @@ def test_gold_gate_finds_records_mapped_twice_or_never_and_missing_profiles(
         spark,
         settings,
         GOLD_CUSTOMER_PROFILE,
-        [profile("C1", 2), profile("C2", 1)],
+        [
+            profile(
+                "C1",
+                2,
+                email=("anna.schmidt@example.de", records[1]),  # its own record: fine
+                phone=("+4915177730261", records[3]),  # a record of no customer
+            ),
+            profile("C2", 1, country=("KR", None)),  # a value without provenance
+        ],
         CUSTOMER_PROFILE,
     )
     links = StructType([StructField("match_probability", DoubleType())])
@@ -231,6 +246,16 @@ def test_gold_gate_finds_records_mapped_twice_or_never_and_missing_profiles(
         "(expect_column_values_to_be_between on profiles): 1 of 3 rows fail"
     ) in message
     assert "gold.identity_xref: expect_column_values_to_be_unique on record_id: 2 of 4" in message
+    assert (
+        "gold.profile_provenance: a golden attribute has provenance exactly when it has a value "
+        "(expect_column_values_to_be_between on cited): 1 of 22 rows fail"
+    ) in message
+    assert (
+        "gold.profile_provenance: provenance names one of the customer's own records "
+        "(expect_column_values_to_be_between on own_record): 1 of 22 rows fail"
+    ) in message
+    assert "gold.customer_profile" not in message  # its columns, provenance struct included
+    assert "+4915177730261" not in message
 
 
 def test_bronze_gate_fails_when_nothing_was_ingested(

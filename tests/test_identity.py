@@ -554,10 +554,13 @@ def test_profile_survivorship_and_consent(spark: SparkSession, resolved: Setting
     assert anna.ads_opt_in is None  # nobody said anything: unknown, not consent
     assert anna.loyalty_ids == ["L5001"]
     assert anna.sources == ["app", "call_center", "pos", "social", "web"]
-    # The most complete record with an address is the first web record.
-    assert anna.address_source_record == "web:anna.schmidt@example.de"
+    # The shipped rules: the most complete record with an address is the first web record.
+    assert anna.provenance.address.record_id == "web:anna.schmidt@example.de"
+    assert anna.provenance.address.rule == "most_complete"
     assert (anna.first_name, anna.last_name) == ("anna", "schmidt")
     assert anna.dob == date(1985, 3, 14)
+    assert (anna.provenance.dob.source, anna.provenance.dob.rule) == ("app", "source_priority")
+    assert anna.provenance.email_opt_in.record_id == "web:anna.schmidt@exmaple.de"  # the no
 
 
 def test_evaluate_counts_pairs_and_bcubed(

@@ -87,7 +87,9 @@ OWNERS = {
 PROFILES = [
     {"customer_id": "C1", "full_name": "mia park", "email": "mia@example.com",
      "phone": MIA_PHONE, "social_handles": ["miap"], "email_opt_in": True},
-    {"customer_id": "C2", "full_name": "leo kim", "phone": MIA_PHONE, "loyalty_ids": ["L2"]},
+    {"customer_id": "C2", "full_name": "leo kim", "phone": MIA_PHONE, "loyalty_ids": ["L2"],
+     "provenance": {"phone": {"source": "pos", "record_id": "pos:L2", "observed_at": T0,
+                              "rule": "most_frequent"}}},
     {"customer_id": "C3", "full_name": "sam lee", "phone": "+14155550101"},
 ]  # fmt: skip
 OPEN_CASE = {
@@ -413,6 +415,14 @@ def test_profile_is_the_golden_record(client: TestClient, keys: dict[str, str]) 
         MIA_PHONE,
         ["L2"],
     )
+    # Where each attribute came from; nothing is known about the name's origin here.
+    assert body["provenance"]["phone"] == {
+        "source": "pos",
+        "record_id": "pos:L2",
+        "observed_at": "2026-11-01T09:00:00Z",
+        "rule": "most_frequent",
+    }
+    assert body["provenance"]["name"] is None
 
 
 @pytest.mark.parametrize("retired", ["OLD1", "OLD0"])
@@ -602,6 +612,8 @@ def test_openapi_document_matches_the_answers(client: TestClient, keys: dict[str
     refs = {part.split('"')[0] for part in text.split('"#/components/schemas/')[1:]}
     assert refs <= set(spec["components"]["schemas"])  # no dangling references
     assert "HTTPValidationError" not in text  # our 422s are problems, not FastAPI's shape
+    provenance = spec["components"]["schemas"]["CustomerProfileProvenance"]["properties"]
+    assert provenance["email_opt_in"]["anyOf"][0] == {"$ref": "#/components/schemas/Provenance"}
 
 
 # --- command line and MCP -----------------------------------------------------------------------
