@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -97,7 +98,9 @@ def test_once_accounts_for_every_web_and_app_line_and_prints_its_summary(
 
     printed = capsys.readouterr().out
     assert "stream --once: 1 micro-batch(es)" in printed
-    assert "web" in printed and "194" in printed and "98" in printed
+    # source, new files, skipped, lines, bronze, quarantined
+    assert re.search(r"web\W+1\W+0\W+200\W+194\W+6\W", printed)
+    assert re.search(r"app\W+1\W+0\W+100\W+98\W+2\W", printed)
     assert "quarantined app: 1 x field push_opt_in is not a valid boolean" in printed
     assert "user1@example.com" not in printed
     assert {
