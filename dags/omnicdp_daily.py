@@ -19,14 +19,16 @@ The steps run in order, each one the same job the ``omnicdp`` CLI runs:
 6. ``gate_gold`` checks one profile per customer, every record mapped exactly once and cluster
    sizes. Passing it updates the assets ``gold.identity_links``, ``gold.identity_xref`` and
    ``gold.customer_profile``.
-7. ``curate`` rebuilds the customer timeline, customer 360, agent context and journey metrics,
-   and updates their assets (``gold.customer_360`` and so on).
-8. ``build_segments`` rebuilds the marketers' segments (consent applied) and updates the asset
-   ``gold.segment_membership``.
-9. ``publish`` syncs agent context, lookup keys, retired ids and segments into the serving
-   store as its next generation; readers switch to it in one step, so the agent API never
-   serves a half-published state.
-10. ``run_report`` runs last whatever happened before it: it writes
+7. ``curate`` rebuilds the customer timeline, customer 360, agent context and journey metrics.
+8. ``build_segments`` rebuilds the marketers' segments (consent applied).
+9. ``gate_curated`` checks what marketers and agents read: one customer 360 row and one agent
+   screen per golden record, segment members who consented, timelines in order. Passing it
+   updates the assets ``gold.customer_360``, ``gold.agent_context``, ``gold.segment_membership``
+   and the other curated tables.
+10. ``publish`` syncs agent context, lookup keys, retired ids and segments into the serving
+    store as its next generation; readers switch to it in one step, so the agent API never
+    serves a half-published state.
+11. ``run_report`` runs last whatever happened before it: it writes
     ``<lakehouse>/reports/runs/<run id>.json`` (rows per step and layer, input lines = bronze +
     quarantine per source, quarantine reasons, seconds per step, gate results) and logs a
     short summary; it fails when any step has no result, so such a run never ends green.
@@ -47,8 +49,8 @@ load with that setting rather than quietly running in-process.
 
 What it triggers: any DAG scheduled on one of the gold assets, e.g.
 ``schedule=[Asset.ref(name="gold.customer_profile")]`` for a downstream export, runs after a
-day's identity tables passed their gate; one scheduled on ``gold.agent_context`` runs after
-curation, and one on ``gold.segment_membership`` (an ad-platform upload) after the segments.
+day's identity tables passed their gate; one scheduled on ``gold.agent_context`` or
+``gold.segment_membership`` (an ad-platform upload) after the curated tables passed theirs.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import TriggerRule, chain, dag, task
 
+from expectations.gate import Gate
 from jobs import orchestration as steps
-from jobs.catalog import Layer
 from jobs.orchestration import CURATED_TABLES, IDENTITY_TABLES, SEGMENT_TABLES, spark_task
 
 # The steps in order (task ids); the run report reads their summaries.
@@ -70,6 +72,7 @@ STEPS = (
     "gate_gold",
     "curate",
     "build_segments",
+    "gate_curated",
     "publish",
 )
 
@@ -93,7 +96,7 @@ def omnicdp_daily() -> None:
     @spark_task()
     def gate_bronze() -> dict:
         """Bronze quality gate."""
-        return steps.gate(Layer.BRONZE)
+        return steps.gate(Gate.BRONZE)
 
     @spark_task()
     def standardize() -> dict:
@@ -103,7 +106,7 @@ def omnicdp_daily() -> None:
     @spark_task()
     def gate_silver() -> dict:
         """Silver quality gate."""
-        return steps.gate(Layer.SILVER)
+        return steps.gate(Gate.SILVER)
 
     @spark_task()
     def resolve_identities() -> dict:
@@ -113,17 +116,22 @@ def omnicdp_daily() -> None:
     @spark_task(outlets=steps.assets(IDENTITY_TABLES))
     def gate_gold() -> dict:
         """Gold identity quality gate; passing it publishes the identity assets."""
-        return steps.gate(Layer.GOLD)
+        return steps.gate(Gate.GOLD)
 
-    @spark_task(outlets=steps.assets(CURATED_TABLES))
+    @spark_task()
     def curate() -> dict:
         """Rebuild the curated gold tables for marketers and agents."""
         return steps.curate()
 
-    @spark_task(outlets=steps.assets(SEGMENT_TABLES))
+    @spark_task()
     def build_segments() -> dict:
         """Rebuild marketers' segments from the curated tables."""
         return steps.build_segments()
+
+    @spark_task(outlets=steps.assets((*CURATED_TABLES, *SEGMENT_TABLES)))
+    def gate_curated() -> dict:
+        """Curated gold quality gate; passing it publishes the curated and segment assets."""
+        return steps.gate(Gate.CURATED)
 
     @spark_task()
     def publish() -> dict:
@@ -144,6 +152,7 @@ def omnicdp_daily() -> None:
         gate_gold(),
         curate(),
         build_segments(),
+        gate_curated(),
         publish(),
         run_report(),
     )

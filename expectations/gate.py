@@ -1,6 +1,6 @@
-"""The quality gate between layers: validate a layer's suites, and stop promotion if one fails.
+"""The quality gates between layers: validate a gate's suites, and stop promotion if one fails.
 
-``run_gate(spark, settings, layer)`` validates every suite of the layer in Spark, writes the
+``run_gate(spark, settings, gate)`` validates every suite of a gate in Spark, writes the
 results into the Data Docs site, and returns a :class:`GateResult`; when any expectation is not
 met it raises :class:`GateFailed`, whose message names the table, the expectation, the column
 and how many rows failed, never the values (they may be names, emails or phones).
@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from jobs.catalog import Layer
 from jobs.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 # Column expectations whose observed value is the column's type, never one of its values.
 _TYPE_CHECKS = {"expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list"}
+
+
+class Gate(StrEnum):
+    """The gates of the daily pipeline: one per layer, and one on the curated gold tables
+    (what marketers and agents read) before they are published."""
+
+    BRONZE = "bronze"
+    SILVER = "silver"
+    GOLD = "gold"
+    CURATED = "curated"
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class Failure:
 class GateResult:
     """What one gate run found: per suite whether it passed, and every unmet expectation."""
 
-    layer: str
+    gate: str
     suites: dict[str, bool]
     expectations: int
     failures: list[Failure] = field(default_factory=list)
@@ -78,12 +88,12 @@ class GateResult:
     def summary(self) -> str:
         if self.success:
             return (
-                f"{self.layer} gate passed: {self.expectations} expectations met "
+                f"{self.gate} gate passed: {self.expectations} expectations met "
                 f"on {len(self.suites)} suites (data docs: {self.data_docs})"
             )
         lines = [
-            f"{self.layer} gate failed: {len(self.failures)} of {self.expectations} expectations "
-            f"not met; {self.layer} is not promoted (data docs: {self.data_docs})",
+            f"{self.gate} gate failed: {len(self.failures)} of {self.expectations} expectations "
+            f"not met; {self.gate} is not promoted (data docs: {self.data_docs})",
             *(f"  - {f.describe()}" for f in self.failures),
         ]
         return "\n".join(lines)
@@ -94,28 +104,28 @@ class GateResult:
 
 
 class GateFailed(RuntimeError):
-    """A layer did not meet its expectations; retrying cannot fix data, so do not retry."""
+    """Tables did not meet their gate's expectations; retrying cannot fix data, so do not retry."""
 
     def __init__(self, result: GateResult) -> None:
         super().__init__(result.summary())
         self.result = result
 
 
-def run_gate(spark: SparkSession, settings: Settings, layer: Layer | str) -> GateResult:
-    """Validate ``layer``'s suites; raise :class:`GateFailed` unless every expectation is met."""
-    from expectations.suites import LAYER_SUITES
+def run_gate(spark: SparkSession, settings: Settings, gate: Gate | str) -> GateResult:
+    """Validate ``gate``'s suites; raise :class:`GateFailed` unless every expectation is met."""
+    from expectations.suites import GATE_SUITES
     from expectations.validate import GateRun
 
-    layer = Layer(layer)
-    if layer not in LAYER_SUITES:
-        raise ValueError(f"no gate for layer {layer}; gated layers: {', '.join(LAYER_SUITES)}")
-    run = GateRun(settings, run_name=str(layer))
+    if gate not in set(Gate):
+        raise ValueError(f"no gate {gate}; gates: {', '.join(Gate)}")
+    gate = Gate(gate)
+    run = GateRun(settings, run_name=str(gate))
     outcomes = {
         suite.name: _validate(run, suite, spark, settings)
-        for suite in LAYER_SUITES[layer](spark, settings)
+        for suite in GATE_SUITES[gate](spark, settings)
     }
     result = GateResult(
-        layer=str(layer),
+        gate=str(gate),
         suites={name: not failures for name, (_, failures) in outcomes.items()},
         expectations=sum(count for count, _ in outcomes.values()),
         failures=[f for _, failures in outcomes.values() for f in failures],

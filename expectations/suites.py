@@ -10,6 +10,9 @@ one row per landing line. Silver: one row per record id, formats standardize pro
 email, E.164 phone), consent as booleans, one row per interaction. Gold: one profile per
 customer, every record in exactly one cluster, clusters within plausible bounds, and every
 attribute of a golden record that has a value cites one of that customer's own records.
+Curated (before publish): one customer_360 row and one agent screen per golden record, segment
+members who consented to the segment's purpose, each customer's timeline numbered 1, 2, ...
+once, journey rates between 0 and 1.
 """
 
 from __future__ import annotations
@@ -24,16 +27,22 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from expectations.gate import Gate
 from jobs.catalog import (
+    GOLD_AGENT_CONTEXT,
+    GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
+    GOLD_JOURNEY_METRICS,
+    GOLD_SEGMENT_MEMBERSHIP,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
-    Layer,
     Table,
     bronze_table,
 )
+from jobs.curate import CONSENT_PURPOSES
 from jobs.ingest import METADATA_COLUMNS
 from jobs.settings import Settings
 from schemas.sources import SOURCES, SourceSpec
@@ -41,6 +50,7 @@ from schemas.tables import (
     CONSENT_ATTRIBUTES,
     CUSTOMER_PROFILE,
     CUSTOMER_RECORDS,
+    CUSTOMER_TIMELINE,
     IDENTITY_XREF,
     INTERACTIONS,
     SURVIVED_ATTRIBUTES,
@@ -343,8 +353,117 @@ def gold_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
     ]
 
 
-LAYER_SUITES: dict[Layer, Callable[[SparkSession, Settings], list[Suite]]] = {
-    Layer.BRONZE: bronze_suites,
-    Layer.SILVER: silver_suites,
-    Layer.GOLD: gold_suites,
+# --- curated -----------------------------------------------------------------------------------
+
+
+def customers_curated(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per customer id of a golden record or a curated table: its rows in each of them."""
+    counts = [
+        read_table(spark, settings, table)
+        .groupBy("customer_id")
+        .agg(F.count(F.lit(1)).alias(column))
+        for table, column in _CURATED_PER_CUSTOMER.items()
+    ]
+    joined = counts[0]
+    for frame in counts[1:]:
+        joined = joined.join(frame, "customer_id", "full")
+    return joined.fillna(0, list(_CURATED_PER_CUSTOMER.values()))
+
+
+_CURATED_PER_CUSTOMER = {
+    GOLD_CUSTOMER_PROFILE: "profiles",
+    GOLD_CUSTOMER_360: "customer_360_rows",
+    GOLD_AGENT_CONTEXT: "agent_context_rows",
+}
+
+
+def customers_curated_expectations() -> list[Expectation]:
+    return [
+        _exactly_once("customer_360_rows", "exactly one customer_360 row per golden record"),
+        _exactly_once("agent_context_rows", "exactly one agent screen per golden record"),
+        _exactly_once("profiles", "every curated customer has a golden record"),
+    ]
+
+
+def segment_consent(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per segment member: whether the customer consented to the segment's purpose today."""
+    # One row per customer even if customer_360 has duplicates (gold.customers_curated reports
+    # those): the most restrictive consent of its rows.
+    consents = (
+        read_table(spark, settings, GOLD_CUSTOMER_360)
+        .groupBy("customer_id")
+        .agg(*[F.bool_and(f"consent_{p}").alias(p) for p in CONSENT_PURPOSES])
+        .select(
+            "customer_id",
+            F.create_map(*[x for p in CONSENT_PURPOSES for x in (F.lit(p), F.col(p))]).alias(
+                "consent"
+            ),
+        )
+    )
+    return (
+        read_table(spark, settings, GOLD_SEGMENT_MEMBERSHIP)
+        .join(consents, "customer_id", "left")
+        .select(
+            "segment",
+            "customer_id",
+            "consent_purpose",
+            F.coalesce(F.col("consent")[F.col("consent_purpose")], F.lit(False))
+            .cast("int")
+            .alias("consented"),
+        )
+    )
+
+
+def segment_consent_expectations() -> list[Expectation]:
+    return [
+        gxe.ExpectColumnValuesToBeInSet(column="consent_purpose", value_set=list(CONSENT_PURPOSES)),
+        _exactly_once("consented", "every segment member consented to the segment's purpose"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["segment", "customer_id"]),
+    ]
+
+
+def timeline_expectations() -> list[Expectation]:
+    return [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_TIMELINE.fieldNames()),
+        gxe.ExpectColumnValuesToNotBeNull(column="customer_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="ts"),
+        gxe.ExpectColumnValuesToBeBetween(column="seq", min_value=1),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["customer_id", "seq"]),
+    ]
+
+
+def journey_expectations() -> list[Expectation]:
+    rates = ("adoption_rate", "escalation_rate", "repeat_contact_rate")
+    return [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["day", "channel"]),
+        *[gxe.ExpectColumnValuesToBeBetween(column=r, min_value=0, max_value=1) for r in rates],
+    ]
+
+
+def curated_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
+    """What marketers and agents read: one 360 and one agent screen per golden record, segment
+    members who consented, a timeline in order, rates that are rates."""
+    return [
+        Suite(
+            "gold.customers_curated",
+            customers_curated,
+            customers_curated_expectations,
+            tuple(_CURATED_PER_CUSTOMER),
+        ),
+        Suite(
+            "gold.segment_consent",
+            segment_consent,
+            segment_consent_expectations,
+            (GOLD_SEGMENT_MEMBERSHIP, GOLD_CUSTOMER_360),
+        ),
+        table_suite(GOLD_CUSTOMER_TIMELINE, timeline_expectations),
+        table_suite(GOLD_JOURNEY_METRICS, journey_expectations),
+    ]
+
+
+GATE_SUITES: dict[Gate, Callable[[SparkSession, Settings], list[Suite]]] = {
+    Gate.BRONZE: bronze_suites,
+    Gate.SILVER: silver_suites,
+    Gate.GOLD: gold_suites,
+    Gate.CURATED: curated_suites,
 }

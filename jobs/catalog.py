@@ -42,6 +42,9 @@ BRONZE_CALL_CENTER = Table(Layer.BRONZE, "call_center_calls", "call center CRM c
 BRONZE_SOCIAL = Table(Layer.BRONZE, "social_messages", "social DMs and mentions")
 QUARANTINE_ROWS = Table(Layer.QUARANTINE, "rejected_rows", "input lines that could not be parsed")
 INGESTED_FILES = Table(Layer.OPS, "ingested_files", "one row per landing file ingested")
+ERASURE_REQUESTS = Table(
+    Layer.OPS, "erasure_requests", "erasure requests (identifier hashes) and what each erased"
+)
 
 SILVER_CUSTOMER_RECORDS = Table(
     Layer.SILVER, "customer_records", "one standardized identity record per source key"

@@ -426,9 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("demo"),
         help="folder for the demo's landing files and lakehouse (./demo)",
     )
+    from jobs.privacy_cli import add_commands as add_privacy_commands  # request, erase, vacuum
     from serving.cli import add_commands as add_serving_commands  # publish, serve, mcp, keys
 
     add_serving_commands(commands, add)
+    add_privacy_commands(commands, add)
     return parser
 
 

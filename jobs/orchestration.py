@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, ExceptionRetryPolicy, RetryAction, RetryRule, task
 
-from expectations.gate import GateFailed
+from expectations.gate import Gate, GateFailed
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -39,7 +39,6 @@ from jobs.catalog import (
     GOLD_IDENTITY_XREF,
     GOLD_JOURNEY_METRICS,
     GOLD_SEGMENT_MEMBERSHIP,
-    Layer,
     Table,
 )
 from jobs.run_report import RunIncomplete
@@ -183,12 +182,12 @@ def _require_reconciled(summary: IngestSummary) -> None:
         )
 
 
-def gate(layer: Layer) -> dict[str, Any]:
-    """Run ``layer``'s quality gate; :class:`GateFailed` stops everything downstream."""
+def gate(gate: Gate) -> dict[str, Any]:
+    """Run a quality gate; :class:`GateFailed` stops everything downstream."""
     from expectations.gate import run_gate
 
     spark, settings = _spark_and_settings()
-    return run_gate(spark, settings, layer).to_dict()
+    return run_gate(spark, settings, gate).to_dict()
 
 
 def standardize() -> dict[str, Any]:
@@ -226,6 +225,22 @@ def publish() -> dict[str, Any]:
 
     spark, settings = _spark_and_settings()
     return _jsonable(publish_job(spark, settings))
+
+
+def erase() -> dict[str, Any]:
+    """Carry out every pending erasure request (jobs.privacy)."""
+    from jobs.privacy import erase as erase_job
+
+    spark, settings = _spark_and_settings()
+    return _jsonable(erase_job(spark, settings))
+
+
+def vacuum() -> dict[str, Any]:
+    """Remove Delta files older than the erasure retention from every table."""
+    from jobs.privacy import vacuum as vacuum_job
+
+    spark, settings = _spark_and_settings()
+    return {"tables": vacuum_job(spark, settings)}
 
 
 def run_report(step_ids: tuple[str, ...]) -> dict[str, Any]:

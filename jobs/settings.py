@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "jobs" / "curation_rules.yaml",
         description="curation rules: currencies, tiers, case and journey rules, next best actions",
     )
+    erasure_retention_hours: float = Field(
+        168.0, description="omnicdp privacy vacuum keeps Delta files this young (time travel)"
+    )
     survivorship_rules: Path = Field(
         PROJECT_ROOT / "identity" / "survivorship.yaml",
         description="survivorship rules: how each golden-record attribute is chosen",

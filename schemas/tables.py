@@ -283,3 +283,17 @@ JOURNEY_METRICS = StructType(
         StructField("repeat_contact_rate", DoubleType()),
     ]
 )
+
+# An erasure request (jobs/privacy.py): the identifier only as the SHA-256 of its normalized
+# form; the customer ids it resolved to; and, once done, the rows deleted per table by the run
+# that completed it (one run serves every request pending at its start).
+ERASURE_REQUEST = StructType(
+    [
+        StructField("request_id", StringType(), nullable=False),
+        *_fields("kind identifier_sha256", StringType()),
+        StructField("requested_at", TimestampType()),
+        StructField("customer_ids", ArrayType(StringType())),
+        *_fields("resolved_at completed_at", TimestampType()),
+        StructField("rows_deleted", MapType(StringType(), LongType())),
+    ]
+)

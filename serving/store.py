@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 _BATCH_ROWS = 10_000
+_ERASE_BATCH = 500  # ids per DELETE: twice that stays under SQLite's 999 bound variables
 _NEWEST = 2**62  # a seq above every real one: "no cursor" in timeline paging
 
 
@@ -356,6 +357,38 @@ class ServingStore(ABC):
                 (_now(), key_id),
             )
             return cursor.rowcount == 1
+
+    # --- erasure ---------------------------------------------------------------------------------
+
+    def erase_customers(self, customer_ids: Sequence[str]) -> int:
+        """Delete these customers from every generation the store holds (the current one and
+        the previous one kept for rollback), in one transaction; rows deleted.
+
+        Segment sizes stay as published until the next publish recounts them.
+        """
+        owned = [t for t in GENERATION_TABLES if "customer_id" in t.columns]
+        deleted = 0
+        with self.writer() as connection:
+            state = self._execute(
+                connection, "SELECT generation, previous_generation FROM serving_state WHERE id = 1"
+            ).fetchall()
+            generations = [g for g in (state[0] if state else ()) if g]
+            for start in range(0, len(customer_ids), _ERASE_BATCH):
+                batch = list(customer_ids[start : start + _ERASE_BATCH])
+                marks = ", ".join("?" * len(batch))
+                for generation in generations:
+                    for table in owned:
+                        name = f"g{generation}_{table.name}"
+                        deleted += self._execute(
+                            connection, f"DELETE FROM {name} WHERE customer_id IN ({marks})", batch
+                        ).rowcount
+                    deleted += self._execute(
+                        connection,
+                        f"DELETE FROM g{generation}_{RETIRED_ID.name} "
+                        f"WHERE surviving_id IN ({marks}) OR retired_id IN ({marks})",
+                        batch + batch,
+                    ).rowcount
+        return deleted
 
 
 def _now() -> str:

@@ -12,6 +12,7 @@ Data Docs.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -25,8 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from jobs.catalog import (
+    ALL_TABLES,
+    ERASURE_REQUESTS,
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
@@ -35,7 +40,9 @@ from jobs.catalog import (
     GOLD_IDENTITY_XREF,
     GOLD_JOURNEY_METRICS,
     GOLD_SEGMENT_MEMBERSHIP,
+    SILVER_CUSTOMER_RECORDS,
 )
+from jobs.privacy import IdentifierKind, request_erasure
 from jobs.settings import Settings
 from jobs.simulate import simulate
 from serving.store import open_store
@@ -56,6 +63,7 @@ PIPELINE = (
     "gate_gold",
     "curate",
     "build_segments",
+    "gate_curated",
     "publish",
     "run_report",
 )
@@ -182,8 +190,7 @@ def test_gold_tables_are_assets_published_after_their_gate(dagbag: DagBag) -> No
     outlets = {t.task_id: {a.name for a in t.outlets} for t in dag.tasks if t.outlets}
     assert outlets == {
         "gate_gold": {t.qualified_name for t in IDENTITY_TABLES},
-        "curate": {t.qualified_name for t in CURATED_TABLES},
-        "build_segments": {GOLD_SEGMENT_MEMBERSHIP.qualified_name},
+        "gate_curated": {t.qualified_name for t in (*CURATED_TABLES, GOLD_SEGMENT_MEMBERSHIP)},
     }
 
 
@@ -278,6 +285,7 @@ def test_daily_run_writes_a_report_that_reconciles_every_source(daily_run: Daily
         "bronze": True,
         "silver": True,
         "gold": True,
+        "curated": True,
     }
     published = returned_by(daily_run.home, "publish")["rows"]
     assert report["rows"]["serving"] == published
@@ -306,3 +314,115 @@ def test_daily_run_writes_data_docs_for_every_gate(daily_run: DailyRun) -> None:
 
 def test_daily_run_logs_no_email_addresses(daily_run: DailyRun) -> None:
     assert not EMAIL.search(output_of(daily_run.result))
+
+
+# --- the privacy DAG, on what the daily run left (so it runs after the tests above) ----------
+
+
+@dataclass(frozen=True)
+class Erased:
+    """Two customers erased by one ``airflow dags test omnicdp_privacy``: one asked for by
+    email, one by customer id; their record ids and emails as they were before."""
+
+    result: subprocess.CompletedProcess[str]
+    home: Path
+    settings: Settings
+    customer_ids: tuple[str, str]
+    record_ids: set[str]
+    emails: set[str]
+
+
+@pytest.fixture(scope="module")
+def erased(daily_run: DailyRun, spark: SparkSession) -> Erased:
+    settings = daily_run.settings
+    xref = spark.read.format("delta").load(GOLD_IDENTITY_XREF.path(settings))
+    records = spark.read.format("delta").load(SILVER_CUSTOMER_RECORDS.path(settings))
+    by_email, by_id = (
+        xref.join(records.where(F.col("email").isNotNull()), "record_id")
+        .groupBy("customer_id")
+        .agg(F.min("email").alias("email"), F.count("*").alias("n"))
+        .where("n > 1")
+        .orderBy("customer_id")
+        .limit(2)
+        .collect()
+    )
+    request_erasure(spark, settings, IdentifierKind.EMAIL, by_email.email.upper(), "ticket-1")
+    request_erasure(spark, settings, IdentifierKind.CUSTOMER_ID, by_id.customer_id, "ticket-2")
+    ids = (by_email.customer_id, by_id.customer_id)
+    theirs = xref.where(F.col("customer_id").isin(*ids)).select("record_id")
+    record_ids = {r.record_id for r in theirs.collect()}
+    emails = {
+        r.email
+        for r in records.join(theirs, "record_id").where(F.col("email").isNotNull()).collect()
+    }
+    assert len(record_ids) >= 4 and len(emails) >= 2  # what there is to erase, read before
+    env = {**airflow_env(daily_run.home, settings), "OMNICDP_ERASURE_RETENTION_HOURS": "0"}
+    result = airflow("dags", "test", "omnicdp_privacy", env=env, timeout=900)
+    return Erased(result, daily_run.home, settings, ids, record_ids, emails)
+
+
+def mentions_of(erased: Erased, frame: DataFrame) -> Column | None:
+    """A condition for rows naming an erased customer, record or email; None if none can."""
+    columns = set(frame.columns)
+    mentions = [F.col(c).isin(*erased.customer_ids) for c in ID_COLUMNS & columns]
+    mentions += [F.col(c).isin(*erased.record_ids) for c in RECORD_COLUMNS & columns]
+    if "_raw" in columns:
+        mentions += [F.lower("_raw").contains(email) for email in erased.emails]
+    return functools.reduce(lambda a, b: a | b, mentions) if mentions else None
+
+
+ID_COLUMNS = {"customer_id", "previous_id", "current_id"}
+RECORD_COLUMNS = {"record_id", "record_id_l", "record_id_r"}
+
+
+def test_privacy_run_erases_the_customers_from_every_table(
+    erased: Erased, spark: SparkSession
+) -> None:
+    assert erased.result.returncode == 0, output_of(erased.result)[-5000:]
+    assert task_states(erased.home, "omnicdp_privacy") == {
+        "erase": ("success", 1),
+        "vacuum": ("success", 1),
+    }
+    for table in ALL_TABLES:
+        frame = spark.read.format("delta").load(table.path(erased.settings))
+        condition = mentions_of(erased, frame)
+        if condition is not None:
+            assert frame.where(condition).count() == 0, table.qualified_name
+
+
+def test_privacy_run_closes_both_requests_with_what_it_deleted(
+    erased: Erased, spark: SparkSession
+) -> None:
+    requests = spark.read.format("delta").load(ERASURE_REQUESTS.path(erased.settings)).collect()
+    assert {r.request_id: r.customer_ids for r in requests} == {
+        "ticket-1": [erased.customer_ids[0]],
+        "ticket-2": [erased.customer_ids[1]],
+    }
+    assert all(r.completed_at is not None for r in requests)
+    deleted = requests[0].rows_deleted
+    assert deleted["gold.identity_xref"] == len(erased.record_ids)
+    assert deleted["serving"] > 0 and deleted["bronze.web_events"] > 0
+    assert not any(email in str(r.asDict()) for r in requests for email in erased.emails)
+
+
+def test_privacy_run_empties_the_serving_store_of_them(erased: Erased) -> None:
+    store = open_store(erased.settings.resolved_serving_url)
+    try:
+        generation = store.current()
+        assert all(generation.customer(c) is None for c in erased.customer_ids)
+        assert all(generation.lookup("email", e) == [] for e in erased.emails)
+    finally:
+        store.close()
+
+
+def test_privacy_run_vacuums_the_versions_that_held_them(
+    erased: Erased, spark: SparkSession
+) -> None:
+    with pytest.raises(Exception, match=r"(?i)not exist|FileNotFound|FILE_NOT_EXIST"):
+        spark.read.format("delta").option("versionAsOf", 0).load(
+            SILVER_CUSTOMER_RECORDS.path(erased.settings)
+        ).count()
+
+
+def test_privacy_run_logs_no_email_addresses(erased: Erased) -> None:
+    assert not EMAIL.search(output_of(erased.result))

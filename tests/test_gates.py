@@ -24,15 +24,30 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from expectations.gate import GateFailed, run_gate
 from jobs.catalog import (
+    GOLD_AGENT_CONTEXT,
+    GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
+    GOLD_JOURNEY_METRICS,
+    GOLD_SEGMENT_MEMBERSHIP,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
     Table,
 )
 from jobs.settings import Settings
-from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
+from schemas.tables import (
+    AGENT_CONTEXT,
+    CUSTOMER_360,
+    CUSTOMER_PROFILE,
+    CUSTOMER_RECORDS,
+    CUSTOMER_TIMELINE,
+    IDENTITY_XREF,
+    INTERACTIONS,
+    JOURNEY_METRICS,
+    SEGMENT_MEMBERSHIP,
+)
 from serving.store import CUSTOMER, open_store
 from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
 
@@ -256,6 +271,81 @@ def test_gold_gate_finds_records_mapped_twice_or_never_missing_profiles_and_unci
     ) in message
     assert "gold.customer_profile" not in message  # its columns, provenance struct included
     assert "+4915177730261" not in message
+
+
+# --- curated -------------------------------------------------------------------------------
+
+
+def row_of(schema: StructType, **values: Any) -> dict[str, Any]:
+    """A row of ``schema`` with ``values`` and nulls elsewhere (``as_of`` set)."""
+    return {**dict.fromkeys(schema.fieldNames()), "as_of": SEEN, **values}
+
+
+def test_curated_gate_finds_missing_screens_unconsented_members_and_broken_timelines(
+    spark: SparkSession, settings: Settings
+) -> None:
+    write(
+        spark,
+        settings,
+        GOLD_CUSTOMER_PROFILE,
+        [profile("C1", 1), profile("C2", 1)],
+        CUSTOMER_PROFILE,
+    )
+    write(
+        spark,
+        settings,
+        GOLD_CUSTOMER_360,
+        [row_of(CUSTOMER_360, customer_id="C1", consent_email=False)] * 2,  # twice; C2 missing
+        CUSTOMER_360,
+    )
+    write(
+        spark,
+        settings,
+        GOLD_AGENT_CONTEXT,
+        [row_of(AGENT_CONTEXT, customer_id=c) for c in ("C1", "C2")],
+        AGENT_CONTEXT,
+    )
+    write(
+        spark,
+        settings,
+        GOLD_SEGMENT_MEMBERSHIP,
+        [
+            row_of(
+                SEGMENT_MEMBERSHIP, segment="newsletter", customer_id="C1", consent_purpose="email"
+            )
+        ],
+        SEGMENT_MEMBERSHIP,
+    )
+    step = {"ts": SEEN, "channel": "web"}
+    write(
+        spark,
+        settings,
+        GOLD_CUSTOMER_TIMELINE,
+        [{**dict.fromkeys(CUSTOMER_TIMELINE.fieldNames()), "customer_id": "C1", "seq": 1, **step}]
+        * 2,
+        CUSTOMER_TIMELINE,
+    )
+    journey = {**dict.fromkeys(JOURNEY_METRICS.fieldNames()), "day": SEEN.date(), "channel": "web"}
+    write(
+        spark, settings, GOLD_JOURNEY_METRICS, [{**journey, "adoption_rate": 1.5}], JOURNEY_METRICS
+    )
+
+    with pytest.raises(GateFailed) as failed:
+        run_gate(spark, settings, "curated")
+
+    message = str(failed.value)
+    assert message.startswith("curated gate failed: ")
+    assert (
+        "gold.customers_curated: exactly one customer_360 row per golden record "
+        "(expect_column_values_to_be_between on customer_360_rows): 2 of 2 rows fail"
+    ) in message
+    assert (
+        "gold.segment_consent: every segment member consented to the segment's purpose "
+        "(expect_column_values_to_be_between on consented): 1 of 1 rows fail"
+    ) in message
+    assert "gold.customer_timeline: expect_compound_columns_to_be_unique" in message
+    assert "gold.journey_metrics: expect_column_values_to_be_between on adoption_rate" in message
+    assert "agent_context_rows" not in message  # one screen each: that expectation holds
 
 
 def test_bronze_gate_fails_when_nothing_was_ingested(
