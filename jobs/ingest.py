@@ -310,6 +310,7 @@ def parse_lines(
     checks = [_duplicate_check(duplicates or {}), _utf8_check(), structural]
     checks += [_required_check(c) for c in spec.required]
     checks += [_typed_check(c, t) for c, t in spec.typed.items()]
+    checks += [_plausible_time_check(c) for c, t in spec.typed.items() if t == "timestamp"]
     return parsed.withColumn("reason", F.coalesce(*checks))
 
 
@@ -416,6 +417,27 @@ def _typed_check(column: str, sql_type: str) -> Column:
     present = value.isNotNull() & (F.trim(value) != "")
     bad = present & F.expr(f"try_cast(trim({_quoted(column)}) as {sql_type})").isNull()
     return F.when(bad, F.lit(f"field {column} is not a valid {sql_type.split('(')[0]}"))
+
+
+# Event times outside this window are typos or broken clocks (a year 2206, a till reset to
+# 1970), not events: accepted, they would sort a purchase decades away from the customer's
+# others and break recency, timelines and journey metrics downstream.
+EARLIEST_EVENT_TIME = "2000-01-01"
+FUTURE_TOLERANCE = "2 days"
+
+
+def _plausible_time_check(column: str) -> Column:
+    value = F.expr(f"try_cast(trim({_quoted(column)}) as timestamp)")
+    implausible = (value < F.lit(EARLIEST_EVENT_TIME).cast("timestamp")) | (
+        value > F.current_timestamp() + F.expr(f"INTERVAL {FUTURE_TOLERANCE}")
+    )
+    return F.when(
+        value.isNotNull() & implausible,
+        F.lit(
+            f"field {column} is not a plausible time "
+            f"(before {EARLIEST_EVENT_TIME} or over {FUTURE_TOLERANCE} ahead)"
+        ),
+    )
 
 
 def _quoted(column: str) -> str:

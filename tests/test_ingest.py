@@ -74,14 +74,18 @@ def test_good_csv_lands_in_bronze_with_metadata(spark: SparkSession, settings: S
     assert summary.sources["pos"].bronze_rows == 3
 
 
-def test_bad_csv_lines_are_quarantined_with_file_line_and_reason(
+def test_bad_csv_lines_wrong_types_and_absurd_dates_are_quarantined_with_file_line_and_reason(
     spark: SparkSession, settings: Settings
 ) -> None:
     truncated = POS_ROWS[2][:40]  # cut mid-line, as a partial upload would
     bad_amount = POS_ROWS[0].replace("T1,", "T9,").replace("12000.00", "twelve")
     no_id = POS_ROWS[0].replace("T1,", ",")
     broken_quote = 'T8,S01,KR,3,2026-11-01 10:00:00,L1,"Kim,010,SKU:a:1:1,1.00,KRW'
-    pos_file(settings, "pos.csv", [POS_ROWS[0], truncated, bad_amount, no_id, broken_quote])
+    no_such_day = POS_ROWS[0].replace("T1,", "T7,").replace("2026-11-01", "2026-02-30")
+    far_future = POS_ROWS[0].replace("T1,", "T6,").replace("2026-11-01", "2206-11-01")
+    till_reset = POS_ROWS[0].replace("T1,", "T5,").replace("2026-11-01", "1970-01-01")
+    lines = [POS_ROWS[0], truncated, bad_amount, no_id, broken_quote]
+    pos_file(settings, "pos.csv", [*lines, no_such_day, far_future, till_reset])
 
     summary = ingest_batch(spark, settings, sources=("pos",))
 
@@ -92,9 +96,12 @@ def test_bad_csv_lines_are_quarantined_with_file_line_and_reason(
         (f, 4): "field amount is not a valid decimal",
         (f, 5): "missing required field transaction_id",
         (f, 6): "unbalanced double quote (truncated line?)",
+        (f, 7): "field ts is not a valid timestamp",
+        (f, 8): "field ts is not a plausible time (before 2000-01-01 or over 2 days ahead)",
+        (f, 9): "field ts is not a plausible time (before 2000-01-01 or over 2 days ahead)",
     }
     assert summary.sources["pos"].bronze_rows == 1
-    assert summary.sources["pos"].quarantined_rows == 4
+    assert summary.sources["pos"].quarantined_rows == 7
     assert summary.reconciled
 
 
