@@ -6,8 +6,9 @@ the xref; exactly one golden record per customer). Expectations only count rows;
 reports values, so a failed gate can be described without repeating names, emails or phones.
 
 Bronze: each ingested source's table has its contract's columns, its required fields filled and
-one row per landing line. Silver: one row per record id, formats standardize promises (lower-case
-email, E.164 phone), consent as booleans, one row per interaction. Gold: one profile per
+one row per landing line, and its newest batch is not a 10x spike over its earlier ones.
+Silver: one row per record id, formats standardize promises (lower-case email, E.164 phone),
+consent as booleans, one row per interaction. Gold: one profile per
 customer, every record in exactly one cluster, clusters within plausible bounds, and every
 attribute of a golden record that has a value cites one of that customer's own records.
 Curated (before publish): one customer_360 row and one agent screen per golden record, segment
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import great_expectations.expectations as gxe
 from delta.tables import DeltaTable
 from great_expectations.expectations import Expectation
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -37,6 +38,7 @@ from jobs.catalog import (
     GOLD_IDENTITY_XREF,
     GOLD_JOURNEY_METRICS,
     GOLD_SEGMENT_MEMBERSHIP,
+    INGESTED_FILES,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
     Table,
@@ -157,7 +159,93 @@ def bronze_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
         for name, spec in SOURCES.items()
     ]
     present = [s for s in suites if table_exists(spark, settings, s.reads[0])]
-    return present or suites
+    if not present:
+        return suites
+    return [
+        *present,
+        *[volume_suite(spark, settings, s) for s in SOURCES if _delivered(s, present)],
+    ]
+
+
+def _delivered(source: str, present: list[Suite]) -> bool:
+    return any(s.reads[0] == bronze_table(source) for s in present)
+
+
+# A source's newest batch with more than this many times the median lines of its earlier
+# batches is held at the bronze gate: usually a re-sent history or an export stuck in a loop,
+# sometimes a real event; either way a person should look before it reaches customers. The
+# median needs a few batches to mean something.
+VOLUME_SPIKE_FACTOR = 10
+MIN_EARLIER_BATCHES = 3
+
+
+def batch_volumes(spark: SparkSession, settings: Settings, source: str) -> DataFrame:
+    """One row for ``source``: data lines of its newest batch, the median of its earlier
+    batches, and their ratio (null with fewer than ``MIN_EARLIER_BATCHES`` earlier batches)."""
+    batches = (
+        _manifest_of(spark, settings, source)
+        .groupBy("batch_id")
+        .agg(
+            F.sum(F.col("lines") - F.coalesce("header_lines", F.lit(0))).alias("lines"),
+            F.max("ingested_at").alias("at"),
+        )
+        .withColumn(
+            "newest", F.row_number().over(Window.orderBy(F.desc("at"), F.desc("batch_id"))) == 1
+        )
+    )
+    return (
+        batches.groupBy()
+        .agg(
+            F.max(F.when(F.col("newest"), F.col("lines"))).alias("newest_lines"),
+            F.percentile_approx(F.when(~F.col("newest"), F.col("lines")), 0.5).alias(
+                "median_lines"
+            ),
+            F.sum((~F.col("newest")).cast("int")).alias("earlier_batches"),
+        )
+        .select(
+            "*",
+            F.when(
+                (F.col("earlier_batches") >= MIN_EARLIER_BATCHES) & (F.col("median_lines") > 0),
+                F.col("newest_lines") / F.col("median_lines"),
+            ).alias("growth"),
+        )
+    )
+
+
+def _manifest_of(spark: SparkSession, settings: Settings, source: str) -> DataFrame:
+    return read_table(spark, settings, INGESTED_FILES).where(F.col("source") == source)
+
+
+def volume_suite(spark: SparkSession, settings: Settings, source: str) -> Suite:
+    """The volume check of one source, its description naming the newest batch's files."""
+    return Suite(
+        name=f"{bronze_table(source).qualified_name}.volume",
+        frame=lambda spark, settings: batch_volumes(spark, settings, source),
+        expectations=lambda: [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="growth",
+                max_value=VOLUME_SPIKE_FACTOR,
+                description=(
+                    f"the newest {source} batch has at most {VOLUME_SPIKE_FACTOR}x the median "
+                    f"lines of its earlier batches; newest files: "
+                    f"{_newest_files(spark, settings, source)}"
+                ),
+            )
+        ],
+        reads=(INGESTED_FILES,),
+    )
+
+
+def _newest_files(spark: SparkSession, settings: Settings, source: str, shown: int = 3) -> str:
+    """The files of the source's newest batch, a few by name (paths are not personal data)."""
+    manifest = _manifest_of(spark, settings, source)
+    newest = manifest.orderBy(F.desc("ingested_at"), F.desc("batch_id")).select("batch_id").first()
+    if newest is None:
+        return "none"
+    files = manifest.where(F.col("batch_id") == newest.batch_id).select("source_file")
+    names = [r.source_file for r in files.orderBy("source_file").limit(shown + 1).collect()]
+    more = f" and more (batch {newest.batch_id})" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 # --- silver ------------------------------------------------------------------------------------

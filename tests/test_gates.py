@@ -32,10 +32,12 @@ from jobs.catalog import (
     GOLD_IDENTITY_XREF,
     GOLD_JOURNEY_METRICS,
     GOLD_SEGMENT_MEMBERSHIP,
+    INGESTED_FILES,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
     Table,
 )
+from jobs.ingest import ingest_batch
 from jobs.settings import Settings
 from schemas.tables import (
     AGENT_CONTEXT,
@@ -50,6 +52,7 @@ from schemas.tables import (
 )
 from serving.store import CUSTOMER, open_store
 from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
+from tests.test_ingest import pos_file
 
 SEEN = datetime(2026, 11, 1, 10, 0)
 MALFORMED_EMAILS = ("minji.kim@@example", "Anna.Schmidt@Example.DE")
@@ -357,6 +360,37 @@ def test_bronze_gate_fails_when_nothing_was_ingested(
     assert "bronze.pos_transactions: tables exist: no Delta table bronze.pos_transactions" in str(
         failed.value
     )
+
+
+def test_bronze_gate_holds_a_10x_spike_in_one_source_naming_its_files(
+    spark: SparkSession, settings: Settings
+) -> None:
+    spike = [
+        f"T{i},S01,KR,3,2026-11-08 10:00:00,L{i},,,SKU1:beauty:1:1000,1000.00,KRW"
+        for i in range(44)
+    ]
+    pos_file(settings, "pos_S01_20261108.csv", spike)
+    ingest_batch(spark, settings, sources=("pos",))
+    earlier = spark.createDataFrame(
+        [
+            ("pos", f"pos/2026-11-0{d}/pos.csv", 4, 1, f"b{d}", datetime(2026, 11, d))
+            for d in (1, 2, 3)
+        ],
+        "source string, source_file string, lines long, header_lines long, batch_id string,"
+        " ingested_at timestamp",
+    )
+    earlier.write.format("delta").mode("append").option("mergeSchema", "true").save(
+        INGESTED_FILES.path(settings)
+    )
+
+    with pytest.raises(GateFailed) as failed:
+        run_gate(spark, settings, "bronze")
+
+    assert str(failed.value).splitlines()[1:] == [
+        "  - bronze.pos_transactions.volume: the newest pos batch has at most 10x the median lines"
+        " of its earlier batches; newest files: pos/2026-11-01/pos_S01_20261108.csv"
+        " (expect_column_values_to_be_between on growth): 1 of 1 rows fail"
+    ]
 
 
 # --- the gate in the DAG -------------------------------------------------------------------
