@@ -3,13 +3,20 @@
 One run of the whole pipeline (simulate -> bronze -> silver -> identity -> curated gold ->
 segments) through the command line, then checks of what the user is promised: the printed
 summary, identity quality against the simulator's truth, accounting for every input line, and
-tables that a Delta reader other than Spark (delta-rs) can open.
+tables that a Delta reader other than Spark (delta-rs) can open, and a curate killed with
+SIGKILL in the middle of writing a table, which must leave that table's previous version and be
+completed by the next run.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +26,14 @@ import pytest
 from deltalake import DeltaTable as RustDeltaTable
 from pyspark.sql import SparkSession
 
-from jobs.catalog import ALL_TABLES, INGESTED_FILES, SILVER_CUSTOMER_RECORDS
+from jobs.catalog import (
+    ALL_TABLES,
+    GOLD_AGENT_CONTEXT,
+    GOLD_CUSTOMER_360,
+    GOLD_JOURNEY_METRICS,
+    INGESTED_FILES,
+    SILVER_CUSTOMER_RECORDS,
+)
 from jobs.cli import main
 from jobs.settings import Settings
 
@@ -139,3 +153,60 @@ def test_segment_export_of_demo_data_carries_no_raw_identifier(
         exported += content.count(b"\n") - 1
         assert not [value for value in raw if value in content], f"raw identifier in {name}"
     assert exported > 0
+
+
+# --- a step killed mid-write (last: it rewrites the curated tables) -------------------------
+
+CURATED_IN_WRITE_ORDER = (GOLD_CUSTOMER_360, GOLD_AGENT_CONTEXT, GOLD_JOURNEY_METRICS)
+
+
+def commits(path: str) -> int:
+    return len(list(Path(path, "_delta_log").glob("*.json")))
+
+
+def kill_while_writing(process: subprocess.Popen, settings: Settings) -> str | None:
+    """SIGKILL ``process`` as soon as a curated table has a data file newer than its last
+    commit, that is in the middle of writing it; the table's name, or None if it finished."""
+    baseline = {t: commits(t.path(settings)) for t in CURATED_IN_WRITE_ORDER}
+    started = time.time()
+    while process.poll() is None:
+        for table in CURATED_IN_WRITE_ORDER:
+            path = Path(table.path(settings))
+            fresh = [p for p in path.glob("*.parquet") if p.stat().st_mtime > started]
+            if fresh and commits(str(path)) == baseline[table]:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return table.qualified_name
+        time.sleep(0.02)
+    return None
+
+
+def test_curate_killed_mid_write_leaves_the_last_version_and_a_rerun_completes_it(
+    spark: SparkSession, demo_run: DemoRun
+) -> None:
+    settings = demo_run.settings
+    before = {t: RustDeltaTable(t.path(settings)) for t in CURATED_IN_WRITE_ORDER}
+    rows = {t: d.to_pyarrow_dataset().count_rows() for t, d in before.items()}
+    env = {**os.environ, "OMNICDP_SPARK_MASTER": "local[2]", "OMNICDP_SHUFFLE_PARTITIONS": "4"}
+    lakehouse = ["--lakehouse", str(settings.lakehouse), "--landing", str(settings.landing)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", *lakehouse, "curate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    killed_in = kill_while_writing(process, settings)
+
+    assert killed_in is not None, "curate finished before it could be killed mid-write"
+    for table, delta in before.items():
+        after = RustDeltaTable(table.path(settings))
+        if table.qualified_name == killed_in:
+            assert after.version() == delta.version(), "a half-written version was committed"
+        assert after.to_pyarrow_dataset().count_rows() == rows[table], table.qualified_name
+    with redirect_stdout(io.StringIO()):
+        assert main([*lakehouse, "curate"]) == 0
+    for table, delta in before.items():
+        after = RustDeltaTable(table.path(settings))
+        assert after.version() > delta.version(), table.qualified_name
+        assert after.to_pyarrow_dataset().count_rows() == rows[table], table.qualified_name
