@@ -419,9 +419,10 @@ def test_privacy_run_vacuums_the_versions_that_held_them(
     erased: Erased, spark: SparkSession
 ) -> None:
     with pytest.raises(Exception, match=r"(?i)not exist|FileNotFound|FILE_NOT_EXIST"):
+        # collect, not count: Delta answers a count from the log's statistics without the files
         spark.read.format("delta").option("versionAsOf", 0).load(
             SILVER_CUSTOMER_RECORDS.path(erased.settings)
-        ).count()
+        ).select("email").collect()
 
 
 def test_privacy_run_logs_no_email_addresses(erased: Erased) -> None:
