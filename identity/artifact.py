@@ -74,11 +74,16 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def write_model(model: SavedModel, path: Path) -> None:
+    """Store ``model`` at ``path`` alone: a model that belongs to one output file
+    (``identity resolve --input``), not to a lakehouse that keeps every version."""
+    _write_atomically(path, json.dumps(asdict(model), indent=2, default=str))
+
+
 def save_model(model: SavedModel, path: Path) -> None:
     """Store ``model`` as the current model at ``path`` and as an archived version beside it."""
-    text = json.dumps(asdict(model), indent=2, default=str)
-    _write_atomically(path.parent / "versions" / f"{model.model_version}.json", text)
-    _write_atomically(path, text)
+    write_model(model, path.parent / "versions" / f"{model.model_version}.json")
+    write_model(model, path)
 
 
 def load_model(path: Path) -> SavedModel | None:

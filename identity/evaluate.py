@@ -112,11 +112,11 @@ def _totals(sizes: DataFrame, key: str, size: str) -> tuple[int, int]:
     return int(row["pairs"] or 0), int(row["split"] or 0)
 
 
-def evaluate(spark: SparkSession, settings: Settings, truth_path: Path) -> EvaluationResult:
-    """Pairwise and B-cubed precision/recall/F1 of gold.identity_xref against ``truth_path``."""
-    truth = read_truth(spark, truth_path)
-    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
-    joined = xref.join(truth, "record_id", "full_outer").cache()
+def score_assignment(assigned: DataFrame, truth: DataFrame) -> EvaluationResult:
+    """Pairwise and B-cubed quality of ``assigned`` (``record_id, customer_id``) against
+    ``truth`` (``record_id, person_id``): gold.identity_xref here, an ``identity resolve
+    --input`` output in its benchmark."""
+    joined = assigned.join(truth, "record_id", "full_outer").cache()
     try:
         missing = joined.agg(
             F.sum(F.col("customer_id").isNull().cast("int")).alias("no_xref"),
@@ -135,7 +135,7 @@ def evaluate(spark: SparkSession, settings: Settings, truth_path: Path) -> Evalu
     recall = _ratio(correct, true_pairs)
     b_precision = _ratio(m["bcubed_precision_sum"], records)
     b_recall = _ratio(m["bcubed_recall_sum"], records)
-    result = EvaluationResult(
+    return EvaluationResult(
         records_evaluated=records,
         records_missing_from_xref=int(missing["no_xref"] or 0),
         records_missing_from_truth=int(missing["no_truth"] or 0),
@@ -153,8 +153,15 @@ def evaluate(spark: SparkSession, settings: Settings, truth_path: Path) -> Evalu
         persons_split=persons_split,
         customers_merging_persons=customers_merging,
     )
+
+
+def evaluate(spark: SparkSession, settings: Settings, truth_path: Path) -> EvaluationResult:
+    """Pairwise and B-cubed precision/recall/F1 of gold.identity_xref against ``truth_path``."""
+    truth = read_truth(spark, truth_path)
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
+    result = score_assignment(xref, truth)
     curve = (
-        threshold_curve(read_table(spark, settings, GOLD_IDENTITY_LINKS), truth, true_pairs)
+        threshold_curve(read_table(spark, settings, GOLD_IDENTITY_LINKS), truth, result.true_pairs)
         if table_exists(spark, settings, GOLD_IDENTITY_LINKS)
         else []
     )
@@ -162,12 +169,12 @@ def evaluate(spark: SparkSession, settings: Settings, truth_path: Path) -> Evalu
     log.info(
         "evaluation: pairwise P=%.4f R=%.4f F1=%.4f; B-cubed F1=%.4f; %d persons split, "
         "%d customers merging persons; report %s",
-        precision,
-        recall,
+        result.pairwise_precision,
+        result.pairwise_recall,
         result.pairwise_f1,
         result.bcubed_f1,
-        persons_split,
-        customers_merging,
+        result.persons_split,
+        result.customers_merging_persons,
         result_path,
     )
     return result

@@ -16,9 +16,11 @@ from identity.names import formal_names, split_full_name, standard_family, struc
 from identity.storage import read_table
 from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS
 from jobs.settings import Settings
+from schemas.imported import IMPORTED_SOURCE
 
-# Sources whose first/last name columns come from separate form fields.
-_FORM_SOURCES = ("web", "app")
+# Sources whose first/last name columns come from separate form fields: web and app forms, and
+# a user's own customer table (identity.byod), whose first and last name columns are too.
+_FORM_SOURCES = ("web", "app", IMPORTED_SOURCE)
 
 # An email or phone given under more distinct names than this is a placeholder ("test@test.com",
 # the store's own number typed by a cashier), not a person's identifier: one person's records
@@ -223,7 +225,12 @@ def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
             F.concat_ws(" ", "first_name", "last_name"),
         ),
     )
-    features = _without_placeholders(_without_placeholders(features, "email"), "phone")
+    # Materialized here: the name expressions are large, and the self-joins below (name
+    # holders, phone given names) would make Spark analyse and run them once per reference
+    # (a minute on 300 records on a busy machine, instead of seconds).
+    features = _without_placeholders(
+        _without_placeholders(features, "email"), "phone"
+    ).localCheckpoint()
     return (
         features.join(_name_holders(features), "name_concat", "left")
         .join(_phone_given_names(features), "phone", "left")

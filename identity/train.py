@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from splink import Linker
+from splink.internals.exceptions import EMTrainingException
 
 from identity.artifact import SavedModel, new_saved_model, save_model
 from identity.features import load_features
@@ -41,6 +43,9 @@ from identity.u_sampling import with_sampled_u
 from jobs.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Where a training run reports its steps: a log by default, the console for a CLI user.
+Progress = Callable[[str], None]
 
 # Record pairs sampled to estimate u: enough to see levels as rare as one in a million.
 U_MAX_PAIRS = 2e6
@@ -71,15 +76,25 @@ def _blocking_analysis(linker: Linker) -> dict[str, int]:
     return marginal
 
 
-def _estimate_m_and_lambda(linker: Linker) -> dict[str, Any]:
-    """Lambda from deterministic rules, m by EM (u stays fixed); the trained settings."""
+def _estimate_m_and_lambda(linker: Linker, progress: Progress) -> dict[str, Any]:
+    """Lambda from deterministic rules, m by EM (u stays fixed); the trained settings.
+
+    An EM pass whose blocking rule brings no pairs together (a table brought to
+    ``identity resolve --input`` without dates of birth or emails) is skipped: the levels it
+    would train keep their documented starting m (:mod:`identity.model`).
+    """
     linker.training.estimate_probability_two_random_records_match(
         deterministic_rules(), recall=DETERMINISTIC_RECALL
     )
     for rule in em_blocking_rules():
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, estimate_without_term_frequencies=True
-        )
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=True
+            )
+        except EMTrainingException:
+            progress(
+                f"EM pass {rule.get_blocking_rule('spark').blocking_rule_sql} skipped: no pairs"
+            )
     return linker.misc.save_model_to_json()
 
 
@@ -99,49 +114,68 @@ def _write_charts(
     log.info("model %s charts written to %s", model.model_version, out)
 
 
+def fit_model(
+    spark: SparkSession,
+    settings: Settings,
+    features: DataFrame,
+    progress: Progress = log.info,
+) -> SavedModel:
+    """Train the model on ``features`` (linkage feature columns, cached by the caller), unsaved.
+
+    The pipeline trains on silver (:func:`train_model`), ``identity resolve --input`` on a
+    user's own table (:mod:`identity.byod`): the same procedure, whatever the records' origin.
+    ``progress`` hears about each step (counts and seconds only).
+    """
+    started = time.monotonic()
+    record_count = features.count()
+    progress(f"training on {record_count} records")
+    untrained = settings_creator()
+    with open_linker(spark, settings, features, untrained) as (linker, written):
+        blocking = _blocking_analysis(linker)
+        progress(f"blocking: {sum(blocking.values())} candidate pairs; estimating u")
+        with_u = with_sampled_u(
+            linker, written, untrained.create_settings_dict("spark"), U_MAX_PAIRS
+        )
+    progress(f"u estimated after {time.monotonic() - started:.1f}s; EM for m")
+    with open_linker(spark, settings, features, with_u) as (linker, written):
+        trained = with_sampled_u(
+            linker,
+            written,
+            _estimate_m_and_lambda(linker, progress),
+            U_MAX_PAIRS,
+            weigh_by_non_match=True,
+        )
+    lam = float(trained["probability_two_random_records_match"])
+    progress(f"model trained in {time.monotonic() - started:.1f}s (lambda={lam:.3g})")
+    return new_saved_model(
+        trained,
+        record_count,
+        training={
+            "blocking_comparisons": blocking,
+            "deterministic_recall": DETERMINISTIC_RECALL,
+            "u_max_pairs": U_MAX_PAIRS,
+        },
+    )
+
+
 def train_model(spark: SparkSession, settings: Settings) -> TrainSummary:
     """Train on silver.customer_records and save the model to ``settings.resolved_model_path``."""
     started = time.monotonic()
     features = load_features(spark, settings).cache()
     try:
-        record_count = features.count()
-        log.info("training on %d customer records", record_count)
-        untrained = settings_creator()
-        with open_linker(spark, settings, features, untrained) as (linker, written):
-            blocking = _blocking_analysis(linker)
-            with_u = with_sampled_u(
-                linker, written, untrained.create_settings_dict("spark"), U_MAX_PAIRS
-            )
-        log.info("u estimated after %.1fs", time.monotonic() - started)
-        with open_linker(spark, settings, features, with_u) as (linker, written):
-            trained = with_sampled_u(
-                linker,
-                written,
-                _estimate_m_and_lambda(linker),
-                U_MAX_PAIRS,
-                weigh_by_non_match=True,
-            )
-        model = new_saved_model(
-            trained,
-            record_count,
-            training={
-                "blocking_comparisons": blocking,
-                "deterministic_recall": DETERMINISTIC_RECALL,
-                "u_max_pairs": U_MAX_PAIRS,
-            },
-        )
+        model = fit_model(spark, settings, features)
         save_model(model, settings.resolved_model_path)
+        log.info("model %s saved to %s", model.model_version, settings.resolved_model_path)
         _write_charts(spark, settings, features, model)
     finally:
         features.unpersist()
-    lam = float(model.splink_settings["probability_two_random_records_match"])
-    seconds = time.monotonic() - started
-    log.info("model %s trained in %.1fs (lambda=%.3g)", model.model_version, seconds, lam)
     return TrainSummary(
         model_version=model.model_version,
         model_path=settings.resolved_model_path,
-        record_count=record_count,
-        probability_two_random_records_match=lam,
-        blocking_comparisons=blocking,
-        seconds=seconds,
+        record_count=model.record_count,
+        probability_two_random_records_match=float(
+            model.splink_settings["probability_two_random_records_match"]
+        ),
+        blocking_comparisons=model.training["blocking_comparisons"],
+        seconds=time.monotonic() - started,
     )

@@ -158,11 +158,75 @@ def cmd_identity_train(args: argparse.Namespace) -> int:
 
 
 def cmd_identity_resolve(args: argparse.Namespace) -> int:
+    """The pipeline's resolution over silver, or, with ``--input``, a user's own table."""
+    if args.input is not None:
+        return _resolve_file(args)
+    given = [option for option, dest in _RESOLVE_FILE_OPTIONS.items() if getattr(args, dest)]
+    if given:
+        console.print(f"[red]usage error:[/red] {', '.join(given)} need(s) --input FILE")
+        return 2
     from identity import resolve_identities
 
     settings = _settings(args)
     out.print(resolve_identities(_spark(settings), settings, retrain=args.retrain))
     return 0
+
+
+# Options of `identity resolve --input` (option -> argparse dest), meaningless without it.
+_RESOLVE_FILE_OPTIONS = {
+    "--id-column": "id_column",
+    "--map": "map",
+    "--output": "output",
+    "--previous": "previous",
+    "--model": "model",
+    "--phone-region": "phone_region",
+}
+
+
+def _resolve_file(args: argparse.Namespace) -> int:
+    """``identity resolve --input``: checks what it can before starting Spark."""
+    from identity.byod import ResolveFileRequest, resolve_file
+
+    required = ("--id-column", "--map", "--output")
+    missing = [o for o in required if not getattr(args, _RESOLVE_FILE_OPTIONS[o])]
+    if missing or args.retrain:
+        problem = (
+            f"--input needs {', '.join(missing)}"
+            if missing
+            else "--retrain is for the pipeline; --input trains unless --model is given"
+        )
+        console.print(f"[red]usage error:[/red] {problem}")
+        return 2
+    request = ResolveFileRequest.create(
+        input_path=args.input,
+        id_column=args.id_column,
+        maps=args.map,
+        output_path=args.output,
+        previous_path=args.previous,
+        model_path=args.model,
+        phone_region=args.phone_region,
+    )
+    settings = _settings(args)
+    summary = resolve_file(_spark(settings), settings, request, progress=_progress)
+    _print_resolve_file(summary, with_previous=request.previous_path is not None)
+    return 0
+
+
+def _print_resolve_file(summary: Any, with_previous: bool) -> None:
+    """Counts, model, timings and paths, one per line (paths are never wrapped)."""
+    lines = [
+        f"{summary.records} rows -> {summary.customers} customers "
+        f"({summary.multi_record_customers} with several rows, largest {summary.largest_cluster})",
+        f"model {summary.model_version} "
+        f"({'trained, saved to' if summary.trained else 'reused from'} {summary.model_path})",
+        f"seconds: training {summary.train_seconds:.1f}, resolving {summary.resolve_seconds:.1f}",
+        f"written to {summary.output_path}",
+    ]
+    if with_previous:
+        kept, retired = summary.previous_ids_kept, summary.previous_ids_retired
+        lines.insert(1, f"previous ids kept {kept}, retired {retired}")
+    for line in lines:
+        out.print(line, soft_wrap=True)
 
 
 def cmd_identity_evaluate(args: argparse.Namespace) -> int:
@@ -383,9 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("train", cmd_identity_train, "train the Splink model and save it", identity_cmds)
     resolve = add(
-        "resolve", cmd_identity_resolve, "link records into customers (gold tables)", identity_cmds
+        "resolve",
+        cmd_identity_resolve,
+        "link records into customers (gold tables), or a table of your own with --input",
+        identity_cmds,
     )
     resolve.add_argument("--retrain", action="store_true", help="train before resolving")
+    _add_resolve_file_arguments(resolve)
     evaluate = add(
         "evaluate",
         cmd_identity_evaluate,
@@ -432,6 +500,46 @@ def build_parser() -> argparse.ArgumentParser:
     add_serving_commands(commands, add)
     add_privacy_commands(commands, add)
     return parser
+
+
+def _add_resolve_file_arguments(resolve: argparse.ArgumentParser) -> None:
+    """``identity resolve --input``: a CSV or Parquet customer table instead of silver."""
+    from schemas.imported import FIELDS
+
+    byod = resolve.add_argument_group(
+        "your own data",
+        "resolve a CSV or Parquet customer table instead of the lakehouse: "
+        "--input FILE --id-column COL --map FIELD=COLUMN ... --output OUT.parquet",
+    )
+    byod.add_argument("--input", type=Path, metavar="FILE", help="CSV (with a header) or Parquet")
+    byod.add_argument("--id-column", metavar="COL", help="the column with each row's unique id")
+    byod.add_argument(
+        "--map",
+        action="extend",
+        nargs="+",
+        metavar="FIELD=COLUMN",
+        help=f"which column holds a FIELD (repeatable); FIELD: {', '.join(FIELDS)}",
+    )
+    byod.add_argument(
+        "--output", type=Path, metavar="OUT.parquet", help="Parquet with COL and customer_id"
+    )
+    byod.add_argument(
+        "--previous",
+        type=Path,
+        metavar="PREVIOUS.parquet",
+        help="an earlier output whose customer ids to keep",
+    )
+    byod.add_argument(
+        "--model",
+        type=Path,
+        metavar="MODEL.json",
+        help="a saved model to use instead of training (e.g. an earlier OUT.model.json)",
+    )
+    byod.add_argument(
+        "--phone-region",
+        metavar="CC",
+        help="region of phone numbers without a country code, e.g. US (default: try KR, US)",
+    )
 
 
 def _source_names() -> list[str]:

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 COUNTRY_TIMEZONES = {"KR": "Asia/Seoul", "US": "America/New_York"}
 FALLBACK_PHONE_REGIONS = ("KR", "US")  # for sources that do not say where the customer is
+# Spark date patterns ``parse_date`` tries, in this order: ISO first (what forms and exports
+# write), then compact ISO, then day first. A slashed date is read day/month/year, never
+# month/day/year: "03/04/1985" is 3 April (the patterns cannot tell, so one rule is fixed).
+DATE_PATTERNS = ("yyyy-MM-dd", "yyyyMMdd", "dd/MM/yyyy")
 _EMAIL_SHAPE = r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
 _EMAIL_IN_TEXT = r"([A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
 _PHONE_IN_TEXT = r"(\+?\d[\d\s().-]{7,}\d)"
@@ -155,11 +159,10 @@ def clean_postcode(col: Column | str) -> Column:
 
 
 def parse_date(col: Column | str) -> Column:
-    """Dates in the formats sources use; impossible birth dates become null."""
+    """Dates in the formats sources use (``DATE_PATTERNS``, first that parses wins);
+    impossible birth dates become null."""
     value = blank_to_null(col)
-    parsed = F.coalesce(
-        *[F.try_to_date(value, fmt) for fmt in ("yyyy-MM-dd", "yyyyMMdd", "dd/MM/yyyy")]
-    )
+    parsed = F.coalesce(*[F.try_to_date(value, fmt) for fmt in DATE_PATTERNS])
     return F.when((parsed >= F.lit("1900-01-01")) & (parsed <= F.current_date()), parsed)
 
 
