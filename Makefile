@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/omnicdp demo
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check .
