@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from jobs.settings import Settings
@@ -163,7 +164,9 @@ def cmd_identity_resolve(args: argparse.Namespace) -> int:
         return _resolve_file(args)
     given = [option for option, dest in _RESOLVE_FILE_OPTIONS.items() if getattr(args, dest)]
     if given:
-        console.print(f"[red]usage error:[/red] {', '.join(given)} need(s) --input FILE")
+        console.print(
+            f"[red]usage error:[/red] {', '.join(given)} need(s) --input FILE", soft_wrap=True
+        )
         return 2
     from identity import resolve_identities
 
@@ -195,7 +198,7 @@ def _resolve_file(args: argparse.Namespace) -> int:
             if missing
             else "--retrain is for the pipeline; --input trains unless --model is given"
         )
-        console.print(f"[red]usage error:[/red] {problem}")
+        console.print(f"[red]usage error:[/red] {problem}", soft_wrap=True)
         return 2
     request = ResolveFileRequest.create(
         input_path=args.input,
@@ -557,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        # Not wrapped: an error names a file or column, and a path broken mid-word is no help.
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         return 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,14 @@ from pyspark.sql import SparkSession
 
 from jobs.settings import Settings
 from jobs.spark import get_spark
+
+# pytest-xdist runs tests in workers whose ``__main__`` has neither ``__spec__`` nor ``__file__``.
+# PySpark takes that for a doctest run and exits the process (``sys.exit(0)``) when
+# ``pyspark.sql.connect`` is imported without Spark Connect's extra packages, as Great
+# Expectations does. A worker's main module is named here so PySpark sees a normal program.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 # py4j logs "Closing down clientserver connection" from a finalizer at interpreter exit, after
 # pytest closed its log streams, which prints a "Logging error" traceback under a green run.
