@@ -149,26 +149,20 @@ def bronze_expectations(spec: SourceSpec) -> list[Expectation]:
 
 
 def bronze_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
-    """A suite per source that has a bronze table; sources never delivered have none to check.
+    """A suite per source that has a bronze table, and its batch-volume check; sources never
+    delivered have none to check.
 
     With no bronze table at all there is nothing to promote, so every source is listed and the
     gate reports each missing table.
     """
-    suites = [
-        table_suite(bronze_table(name), lambda spec=spec: bronze_expectations(spec))
+    suites = {
+        name: table_suite(bronze_table(name), lambda spec=spec: bronze_expectations(spec))
         for name, spec in SOURCES.items()
-    ]
-    present = [s for s in suites if table_exists(spark, settings, s.reads[0])]
-    if not present:
-        return suites
-    return [
-        *present,
-        *[volume_suite(spark, settings, s) for s in SOURCES if _delivered(s, present)],
-    ]
-
-
-def _delivered(source: str, present: list[Suite]) -> bool:
-    return any(s.reads[0] == bronze_table(source) for s in present)
+    }
+    delivered = [n for n, s in suites.items() if table_exists(spark, settings, s.reads[0])]
+    if not delivered:
+        return list(suites.values())
+    return [*(suites[n] for n in delivered), *(volume_suite(spark, settings, n) for n in delivered)]
 
 
 # A source's newest batch with more than this many times the median lines of its earlier

@@ -54,9 +54,11 @@ def cluster_records(
         predictions, threshold_match_probability=match_threshold
     ).as_spark_dataframe()
     pairs = predictions.as_spark_dataframe().where(F.col("match_probability") >= match_threshold)
-    return guard_clusters(
+    guarded = guard_clusters(
         components.select("record_id", "source", "cluster_id"), classify_links(pairs), records
     )
+    # Computed once: stable ids derive both the assignment and the merge/split moves from it.
+    return guarded.localCheckpoint()
 
 
 def classify_links(pairs: DataFrame) -> DataFrame:

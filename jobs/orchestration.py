@@ -182,12 +182,12 @@ def _require_reconciled(summary: IngestSummary) -> None:
         )
 
 
-def gate(gate: Gate) -> dict[str, Any]:
+def gate(which: Gate) -> dict[str, Any]:
     """Run a quality gate; :class:`GateFailed` stops everything downstream."""
     from expectations.gate import run_gate
 
     spark, settings = _spark_and_settings()
-    return run_gate(spark, settings, gate).to_dict()
+    return run_gate(spark, settings, which).to_dict()
 
 
 def standardize() -> dict[str, Any]:
