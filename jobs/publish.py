@@ -18,18 +18,24 @@ Rows stream from Spark to the store one partition at a time (``toLocalIterator``
 holds one partition, not a table, and millions of customers publish on a laptop. The store
 switches to the new generation in one transaction (``serving.store``): readers see the previous
 publish until then, and a failed publish leaves the previous one in place.
+
+Between publishes, the micro-batch pipeline calls ``publish_customers`` with the customers a
+micro-batch touched: their ``customer``, ``lookup_key`` and ``timeline`` rows, built by the same
+functions as a full publish from gold restricted to those customers (a semi-join, so only their
+rows reach the driver), replace theirs in the current generation in one transaction. Segments
+and retired ids are recomputed by the next full publish.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StringType, StructField, StructType
 
 from identity.stable_ids import retired_ids
 from jobs.catalog import (
@@ -79,14 +85,27 @@ class PublishSummary:
     seconds: float
 
 
+@dataclass
+class CustomersPublishSummary:
+    """What ``publish_customers`` did: counts only."""
+
+    store: str
+    customers: int  # distinct customer_ids replaced (deleted, then rewritten if still in gold)
+    rows: dict[str, int]  # rows written per store table
+    seconds: float
+
+
 def publish(
     spark: SparkSession, settings: Settings, progress: Callable[[str], None] | None = None
 ) -> PublishSummary:
     """Publish the current gold tables as the serving store's next generation."""
-    frames = serving_frames(spark, settings)
     store = open_store(settings.resolved_serving_url)
     started = time.monotonic()
     with store.publish() as publication:
+        # Gold is read once the store's writer lock is held: a micro-batch that updated gold
+        # and the current generation before this point is in this snapshot, and one that
+        # updates gold after it waits for the lock and then updates the new generation.
+        frames = serving_frames(spark, settings)
         for table, frame in frames.items():
             rows = publication.load(table, frame.toLocalIterator(prefetchPartitions=True))
             if progress:
@@ -101,30 +120,94 @@ def publish(
     return summary
 
 
+def publish_customers(
+    spark: SparkSession, settings: Settings, customer_ids: DataFrame
+) -> CustomersPublishSummary:
+    """Replace these customers' rows in the serving store's current generation (module doc).
+
+    ``customer_ids`` is a DataFrame with a ``customer_id`` column: the customers a micro-batch
+    touched. A customer no longer in gold (merged away, erased) ends up deleted from the store.
+    Raises ``serving.store.NotPublishedError`` before the first ``omnicdp publish``.
+    """
+    store = open_store(settings.resolved_serving_url)
+    started = time.monotonic()
+    ids = [
+        row.customer_id
+        for row in customer_ids.select("customer_id")
+        .where(F.col("customer_id").isNotNull())
+        .distinct()
+        .toLocalIterator()
+    ]
+    # The ids the store deletes are exactly the ids gold is restricted to, even if
+    # ``customer_ids`` would compute differently on a second evaluation.
+    touched = spark.createDataFrame([(i,) for i in ids], _CUSTOMER_IDS)
+    read = {t: _read(spark, settings, t) for t in _CUSTOMER_INPUTS}
+    frames = _in_column_order(_customer_frames(read, touched))
+    rows = store.upsert_customers(ids, {table: _rows(frame) for table, frame in frames.items()})
+    summary = CustomersPublishSummary(
+        store=store.display_url,
+        customers=len(ids),
+        rows=rows,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    log.info("publish_customers: %d customers, rows %s", summary.customers, summary.rows)
+    return summary
+
+
 def serving_frames(spark: SparkSession, settings: Settings) -> dict[StoreTable, DataFrame]:
     """One DataFrame per store table, columns in the table's order; fails fast on missing gold."""
     read = {t: _read(spark, settings, t) for t in _REQUIRED}
     frames = {
-        CUSTOMER: _customers(read[GOLD_CUSTOMER_PROFILE], read[GOLD_AGENT_CONTEXT]),
-        LOOKUP_KEY: _lookup_keys(read[SILVER_CUSTOMER_RECORDS], read[GOLD_IDENTITY_XREF]),
-        TIMELINE: _timeline(read[GOLD_CUSTOMER_TIMELINE]),
+        **_customer_frames(read),
         SEGMENT: _segments(read[GOLD_SEGMENT_MEMBERSHIP]),
         SEGMENT_MEMBER: _segment_members(read[GOLD_SEGMENT_MEMBERSHIP]),
     }
     history = _read(spark, settings, GOLD_CUSTOMER_ID_HISTORY, required=False)
     if history is not None:
         frames[RETIRED_ID] = _retired_ids(history)
+    return _in_column_order(frames)
+
+
+def _customer_frames(
+    read: Mapping[Table, DataFrame], only: DataFrame | None = None
+) -> dict[StoreTable, DataFrame]:
+    """The per-customer store tables (``serving.store.CUSTOMER_TABLES``) from gold, of every
+    customer, or only of the customers in ``only`` (a small ``customer_id`` frame).
+
+    Restricting each input by customer_id before the builders run gives the same rows as
+    filtering their output (every builder keys its rows by the input's customer_id), while
+    Spark reads and joins only those customers' rows.
+    """
+
+    def of(table: Table) -> DataFrame:
+        frame = read[table]
+        return frame if only is None else frame.join(F.broadcast(only), "customer_id", "left_semi")
+
+    return {
+        CUSTOMER: _customers(of(GOLD_CUSTOMER_PROFILE), of(GOLD_AGENT_CONTEXT)),
+        LOOKUP_KEY: _lookup_keys(read[SILVER_CUSTOMER_RECORDS], of(GOLD_IDENTITY_XREF)),
+        TIMELINE: _timeline(of(GOLD_CUSTOMER_TIMELINE)),
+    }
+
+
+def _in_column_order(frames: Mapping[StoreTable, DataFrame]) -> dict[StoreTable, DataFrame]:
     return {table: frame.select(*table.columns) for table, frame in frames.items()}
 
 
-_REQUIRED = (
+def _rows(frame: DataFrame) -> Iterator[Row]:
+    """The frame's rows, one partition on the driver at a time; Spark starts when iterated."""
+    yield from frame.toLocalIterator(prefetchPartitions=True)
+
+
+_CUSTOMER_IDS = StructType([StructField("customer_id", StringType(), nullable=False)])
+_CUSTOMER_INPUTS = (
     GOLD_CUSTOMER_PROFILE,
     GOLD_AGENT_CONTEXT,
     SILVER_CUSTOMER_RECORDS,
     GOLD_IDENTITY_XREF,
     GOLD_CUSTOMER_TIMELINE,
-    GOLD_SEGMENT_MEMBERSHIP,
 )
+_REQUIRED = (*_CUSTOMER_INPUTS, GOLD_SEGMENT_MEMBERSHIP)
 
 
 def _read(
@@ -166,17 +249,24 @@ def _customers(profile: DataFrame, context: DataFrame) -> DataFrame:
 
 
 def _lookup_keys(records: DataFrame, xref: DataFrame) -> DataFrame:
+    """One row per (kind, value, customer_id), from one join of records to their owners.
+
+    The identifier columns become rows with ``explode`` rather than one join per kind and a
+    union: a micro-batch's few customers then cost one join, not five.
+    """
     owned = records.join(xref.select("record_id", "customer_id"), "record_id")
-    keys = [
-        owned.select(
-            F.lit(kind.value).alias("kind"), F.col(column).alias("value"), "customer_id"
-        ).where(F.col(column).isNotNull() & (F.col(column) != ""))
-        for kind, column in LOOKUP_COLUMNS.items()
-    ]
-    union = keys[0]
-    for frame in keys[1:]:
-        union = union.unionByName(frame)
-    return union.distinct()
+    keys = F.array(
+        *(
+            F.struct(F.lit(kind.value).alias("kind"), F.col(column).alias("value"))
+            for kind, column in LOOKUP_COLUMNS.items()
+        )
+    )
+    return (
+        owned.select(F.explode(keys).alias("key"), "customer_id")
+        .select("key.kind", "key.value", "customer_id")
+        .where(F.col("value").isNotNull() & (F.col("value") != ""))
+        .distinct()
+    )
 
 
 def _timeline(timeline: DataFrame) -> DataFrame:

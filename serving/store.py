@@ -7,10 +7,18 @@ to connect, how to spell a query parameter and how to bulk-load rows.
 Publishing writes every table of a new *generation* (``g<N>_customer``, ``g<N>_lookup_key``...)
 and moves the pointer row in ``serving_state`` to it in the same transaction, so readers see the
 previous generation until the commit and the new one after it: never a half-published state, and
-a publish that fails leaves nothing behind. A generation's tables never change once published,
-so a reader reads the pointer once (``current()``) and then reads that generation with as many
-statements as it needs. The previous generation is kept for readers that read the pointer just
-before a switch; the one before it is dropped by the next publish.
+a publish that fails leaves nothing behind. A reader reads the pointer once (``current()``) and
+then reads that generation with as many statements as it needs. The previous generation is kept
+for readers that read the pointer just before a switch; the one before it is dropped by the next
+publish.
+
+Between publishes, the current generation changes in place in two ways only, each one
+transaction over whole customers: erasure (``erase_customers``) and the micro-batch pipeline's
+``upsert_customers``, which replaces every row of some customers in ``CUSTOMER_TABLES`` so the
+agent sees new activity within seconds instead of at the next publish. Each part of an answer
+(a customer row, a lookup's matches, a page of events) is one statement, and a statement sees
+committed transactions only (WAL in SQLite, a snapshot per statement in PostgreSQL), so it sees
+a customer wholly before or wholly after an update, never half of it.
 
 API keys live in ``api_keys``, outside any generation: publishing never touches them.
 """
@@ -22,7 +30,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,6 +85,9 @@ SEGMENT_MEMBER = StoreTable(
     ("segment", "customer_id"),
 )
 GENERATION_TABLES = (CUSTOMER, LOOKUP_KEY, RETIRED_ID, TIMELINE, SEGMENT, SEGMENT_MEMBER)
+# A customer's own rows: what ``upsert_customers`` replaces between publishes. Segment
+# membership and retired ids are decided over all customers, so they wait for the next publish.
+CUSTOMER_TABLES = (CUSTOMER, LOOKUP_KEY, TIMELINE)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS serving_state (id INTEGER PRIMARY KEY, generation BIGINT, "
@@ -84,6 +95,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, key_hash TEXT UNIQUE NOT NULL, "
     "role TEXT NOT NULL, label TEXT, created_at TEXT NOT NULL, revoked_at TEXT)",
 )
+
+
+class NotPublishedError(RuntimeError):
+    """The store has no generation yet, so there is nothing to update in place."""
 
 
 @dataclass(frozen=True)
@@ -189,12 +204,7 @@ class Publication:
 
     def load(self, table: StoreTable, rows: Iterable[Sequence[Any]]) -> int:
         """Append rows (tuples in ``table.columns`` order) in batches; memory stays one batch."""
-        name = f"g{self.number}_{table.name}"
-        iterator = iter(rows)
-        loaded = 0
-        while batch := list(itertools.islice(iterator, _BATCH_ROWS)):
-            self._store.bulk_insert(self._connection, name, table.columns, batch)
-            loaded += len(batch)
+        loaded = self._store._append(self._connection, self.number, table, rows)
         self.rows[table.name] += loaded
         return loaded
 
@@ -250,6 +260,21 @@ class ServingStore(ABC):
 
     def query(self, text: str, params: Sequence[Any]) -> list[tuple]:
         return list(self._execute(self._reader(), text, params).fetchall())
+
+    def _append(
+        self, connection: Any, generation: int, table: StoreTable, rows: Iterable[Sequence[Any]]
+    ) -> int:
+        """Append rows to one generation's table in batches of ``_BATCH_ROWS``; rows appended.
+
+        Memory stays one batch whatever ``rows`` streams from.
+        """
+        name = f"g{generation}_{table.name}"
+        iterator = iter(rows)
+        appended = 0
+        while batch := list(itertools.islice(iterator, _BATCH_ROWS)):
+            self.bulk_insert(connection, name, table.columns, batch)
+            appended += len(batch)
+        return appended
 
     def close(self) -> None:
         """Close this thread's read connection (others close when their threads end)."""
@@ -311,6 +336,12 @@ class ServingStore(ABC):
                 self._execute(
                     connection, f"CREATE UNIQUE INDEX {name}_key ON {name} ({', '.join(table.key)})"
                 )
+                if table in CUSTOMER_TABLES and table.key[0] != "customer_id":
+                    # upsert_customers and erase_customers delete by customer_id: without this
+                    # index each of their DELETEs would scan the whole table
+                    self._execute(
+                        connection, f"CREATE INDEX {name}_customer ON {name} (customer_id)"
+                    )
             if previous is not None:
                 for table in GENERATION_TABLES:
                     self._execute(connection, f"DROP TABLE IF EXISTS g{previous}_{table.name}")
@@ -358,6 +389,57 @@ class ServingStore(ABC):
             )
             return cursor.rowcount == 1
 
+    # --- updates between publishes -------------------------------------------------------------
+
+    def upsert_customers(
+        self,
+        customer_ids: Sequence[str],
+        rows: Mapping[StoreTable, Iterable[Sequence[Any]]],
+    ) -> dict[str, int]:
+        """Replace every row of these customers in the current generation; rows written per table.
+
+        The micro-batch pipeline calls this so an agent sees a customer's new activity within
+        seconds, without waiting for the next publish. In one transaction it deletes the
+        customers' rows from every table of ``CUSTOMER_TABLES`` and appends ``rows`` (tuples in
+        each table's column order, streamed in batches): readers see each customer wholly
+        before or wholly after, and a customer with no new rows (gone from gold) is deleted.
+        The generation number does not change. Rows for a customer not in ``customer_ids``
+        are refused (``ValueError``), since that customer's old rows would stay beside them.
+
+        Raises ``NotPublishedError`` before the first publish: there is no generation to update.
+        """
+        others = [table.name for table in rows if table not in CUSTOMER_TABLES]
+        if others:
+            names = ", ".join(t.name for t in CUSTOMER_TABLES)
+            raise ValueError(f"upsert_customers writes {names} only, not {', '.join(others)}")
+        ids = list(dict.fromkeys(customer_ids))
+        written = {table.name: 0 for table in CUSTOMER_TABLES}
+        with self.writer() as connection:
+            state = self._execute(
+                connection, "SELECT generation FROM serving_state WHERE id = 1"
+            ).fetchall()
+            if not state:
+                raise NotPublishedError(
+                    "the serving store has no published generation to update: "
+                    "run `omnicdp publish` first"
+                )
+            generation = state[0][0]
+            for start in range(0, len(ids), _ERASE_BATCH):
+                batch = ids[start : start + _ERASE_BATCH]
+                marks = ", ".join("?" * len(batch))
+                for table in CUSTOMER_TABLES:
+                    self._execute(
+                        connection,
+                        f"DELETE FROM g{generation}_{table.name} WHERE customer_id IN ({marks})",
+                        batch,
+                    )
+            allowed = set(ids)
+            for table, table_rows in rows.items():
+                written[table.name] += self._append(
+                    connection, generation, table, _of_customers(table, table_rows, allowed)
+                )
+        return written
+
     # --- erasure ---------------------------------------------------------------------------------
 
     def erase_customers(self, customer_ids: Sequence[str]) -> int:
@@ -393,6 +475,20 @@ class ServingStore(ABC):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _of_customers(
+    table: StoreTable, rows: Iterable[Sequence[Any]], customer_ids: set[str]
+) -> Iterator[Sequence[Any]]:
+    """``rows``, failing on the first that belongs to a customer outside ``customer_ids``."""
+    at = table.columns.index("customer_id")
+    for row in rows:
+        if row[at] not in customer_ids:
+            raise ValueError(
+                f"a {table.name} row of customer {row[at]} is not among the customers "
+                "being replaced"
+            )
+        yield row
 
 
 class SQLiteStore(ServingStore):

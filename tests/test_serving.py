@@ -44,7 +44,7 @@ from jobs.catalog import (
     SILVER_CUSTOMER_RECORDS,
     Table,
 )
-from jobs.publish import PublishSummary, publish, serving_frames
+from jobs.publish import PublishSummary, publish, publish_customers, serving_frames
 from jobs.settings import Settings
 from jobs.standardize import clean_email, normalize_email, normalize_handle
 from schemas.tables import (
@@ -57,9 +57,19 @@ from schemas.tables import (
     SEGMENT_MEMBERSHIP,
 )
 from serving.api import create_app
+from serving.customers import CustomerDirectory, LookupKind
 from serving.keys import Authenticator, Role, create_key, hash_key
-from serving.problems import Unauthorized
-from serving.store import CUSTOMER, LOOKUP_KEY, RETIRED_ID, ServingStore, open_store
+from serving.problems import CustomerNotFound, Unauthorized
+from serving.store import (
+    CUSTOMER,
+    CUSTOMER_TABLES,
+    LOOKUP_KEY,
+    RETIRED_ID,
+    NotPublishedError,
+    ServingStore,
+    open_store,
+)
+from serving.store import TIMELINE as TIMELINE_TABLE
 from tests.postgres import throwaway_postgres
 
 BIN = Path(sys.executable).parent
@@ -293,6 +303,139 @@ def test_readers_never_see_a_half_published_generation(
     after = store.current()
     assert after.number == current.number  # the failed attempt left no trace
     assert after.customer("N1") is not None and after.lookup("phone", "+14155550199") == []
+    store.close()
+
+
+# --- updates between publishes (the micro-batch pipeline) ---------------------------------------
+
+
+def _empty_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, name: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return fresh_database(request.getfixturevalue("postgres_url"), name)
+
+
+def _event(seq: int, channel: str) -> str:
+    return json.dumps({"seq": seq, "channel": channel, "type": "visit"})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upserted_customers_are_read_at_once_in_the_same_generation(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """N1 changes (new tier, a phone dropped, a new event), N3 is new, N2 is left alone."""
+    store = open_store(_empty_store(backend, tmp_path, request, "upserts"))
+    with store.publish() as publication:
+        publication.load(
+            CUSTOMER,
+            [
+                ("N1", "Ann", "bronze", 0, None, json.dumps({"tier": "bronze"})),
+                ("N2", "Bo", "silver", 1, None, json.dumps({"tier": "silver"})),
+            ],
+        )
+        publication.load(
+            LOOKUP_KEY,
+            [("email", "ann@example.com", "N1"), ("phone", "+14155550111", "N1"),
+             ("phone", "+14155550122", "N2")],
+        )  # fmt: skip
+        publication.load(TIMELINE_TABLE, [("N1", 1, _event(1, "web")), ("N2", 1, _event(1, "pos"))])
+    directory = CustomerDirectory(store)  # reuses a pointer for a second, as the API does
+    assert directory.context("N1").tier == "bronze"
+
+    written = store.upsert_customers(
+        ["N1", "N3"],
+        {
+            CUSTOMER: [
+                ("N1", "Ann", "gold", 1, None, json.dumps({"tier": "gold"})),
+                ("N3", "Cy", "bronze", 0, None, json.dumps({"tier": "bronze"})),
+            ],
+            LOOKUP_KEY: [("email", "ann@example.com", "N1"), ("phone", "+14155550133", "N3")],
+            TIMELINE_TABLE: [
+                ("N1", 1, _event(1, "web")),
+                ("N1", 2, _event(2, "app")),
+                ("N3", 1, _event(1, "social")),
+            ],
+        },
+    )
+
+    assert written == {"customer": 2, "lookup_key": 2, "timeline": 3}
+    assert store.current().number == 1  # no new generation
+    assert directory.context("N1").tier == "gold"
+    found = directory.find(LookupKind.EMAIL, "ann@example.com").matches
+    assert [(m.customer_id, m.tier) for m in found] == [("N1", "gold")]
+    with pytest.raises(CustomerNotFound):
+        directory.find(LookupKind.PHONE, "+14155550111")  # N1 no longer has it
+    assert [e.seq for e in directory.timeline("N1").events] == [2, 1]
+    assert directory.find(LookupKind.PHONE, "+14155550133").matches[0].customer_id == "N3"
+    assert [e.channel for e in directory.timeline("N3").events] == ["social"]
+    assert directory.context("N2").tier == "silver"
+    assert directory.find(LookupKind.PHONE, "+14155550122").matches[0].customer_id == "N2"
+    assert [e.channel for e in directory.timeline("N2").events] == ["pos"]
+
+    with pytest.raises(ValueError, match="customer N2 is not among"):
+        store.upsert_customers(["N1"], {TIMELINE_TABLE: [("N2", 9, _event(9, "web"))]})
+    assert [e.seq for e in directory.timeline("N1").events] == [2, 1]  # rolled back whole
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upserting_before_the_first_publish_says_to_publish(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = open_store(_empty_store(backend, tmp_path, request, "unpublished"))
+    with pytest.raises(NotPublishedError, match=r"run `omnicdp publish` first"):
+        store.upsert_customers(["N1"], {CUSTOMER: [("N1", "Ann", None, 0, None, None)]})
+    assert store.current() is None
+    store.close()
+
+
+def test_publish_customers_rebuilds_just_their_rows_from_gold(
+    spark: SparkSession, gold: Settings, tmp_path: Path
+) -> None:
+    """The store holds stale C1 rows, a GONE customer that gold no longer has, and C3 rows that
+    differ from gold: C1 and GONE are touched, so C1 is rebuilt, GONE deleted, C3 left as is."""
+    settings = gold.model_copy(update={"serving_url": f"sqlite:///{tmp_path / 'store.sqlite'}"})
+    store = open_store(settings.resolved_serving_url)
+    stale_c3 = {
+        "customer": [("C3", "Not Yet", None, 0, None, None)],
+        "lookup_key": [("phone", "+14155550199", "C3")],
+        "timeline": [],
+    }
+    with store.publish() as publication:
+        stale = [("C1", "Stale", None, 0, None, None), ("GONE", "Gone", None, 0, None, None)]
+        publication.load(CUSTOMER, [*stale, *stale_c3["customer"]])
+        publication.load(LOOKUP_KEY, [("email", "old@example.com", "C1"), *stale_c3["lookup_key"]])
+        publication.load(TIMELINE_TABLE, [("GONE", 1, _event(1, "web"))])
+    number = store.current().number
+
+    def rows_of(customer_id: str) -> dict[str, list[tuple]]:
+        return {
+            t.name: sorted(
+                store.query(
+                    f"SELECT * FROM g{number}_{t.name} WHERE customer_id = ?", (customer_id,)
+                )
+            )
+            for t in CUSTOMER_TABLES
+        }
+
+    touched = spark.createDataFrame([("C1",), ("GONE",), ("C1",)], "customer_id string")
+    summary = publish_customers(spark, settings, touched)
+
+    assert (summary.customers, summary.rows) == (2, {"customer": 1, "lookup_key": 4, "timeline": 3})
+    c1 = rows_of("C1")
+    assert c1["lookup_key"] == [
+        ("device_id", "D-1", "C1"),
+        ("email", "mia@example.com", "C1"),
+        ("handle", "miap", "C1"),
+        ("phone", MIA_PHONE, "C1"),
+    ]
+    assert [seq for _, seq, _ in c1["timeline"]] == [1, 2, 3]
+    context = CustomerDirectory(store).context("C1")  # gold's agent context, as the API reads it
+    assert context.display_name == "Mia Park" and context.tier == "silver"
+    assert context.open_cases[0].channel_history == "social -> web -> call_center"
+    assert rows_of("GONE") == {t.name: [] for t in CUSTOMER_TABLES}
+    assert rows_of("C3") == stale_c3  # not touched: the micro-batch did not name it
+    assert store.current().number == number
     store.close()
 
 
