@@ -36,6 +36,10 @@ inputs writes the same rows and a failed run leaves readers on the previous vers
     within ``repeat_contact_days``. An HTML report with inline SVG charts goes to
     ``reports/journey_metrics.html``.
 
+``curate_customers`` rebuilds the timeline, 360 and agent context of a few customers only (the
+micro-batch path) with the same functions, replacing just their rows with one Delta MERGE per
+table; journey metrics, over everyone, wait for the next ``curate``.
+
 A case is open unless its latest status is a closing status; a case idle for more than
 ``case_idle_close_days`` is no longer shown as open.
 
@@ -55,6 +59,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,6 +73,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
+from identity.storage import replace_customer_rows
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -228,16 +234,50 @@ class CurateSummary:
     report_path: str = ""
 
 
+@dataclass
+class CustomerCurateSummary:
+    """What ``curate_customers`` did: customers rebuilt, the reference time (None when there
+    were no customers), per table the rows those customers now have and the rows the commit
+    inserted, updated or deleted (0 everywhere when nothing changed since the last run)."""
+
+    customers: int
+    as_of: datetime | None
+    rows: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+
+
+# How a build step stores a table: write the frame, return the rows later steps should read.
+_Store = Callable[[Table, DataFrame], DataFrame]
+
+# The key of each table ``curate_customers`` replaces rows of (with customer_id, see
+# identity.storage.replace_customer_rows).
+_ROW_KEYS: dict[Table, list[str]] = {
+    GOLD_CUSTOMER_TIMELINE: ["interaction_id"],
+    GOLD_CUSTOMER_360: ["customer_id"],
+    GOLD_AGENT_CONTEXT: ["customer_id"],
+}
+
+
 def curate(spark: SparkSession, settings: Settings) -> CurateSummary:
     """Rebuild customer_timeline, customer_360, agent_context and journey_metrics."""
     rules = load_rules(settings.curation_rules)
-    timeline = _build_timeline(spark, settings, rules)
+
+    def overwrite(table: Table, df: DataFrame) -> DataFrame:
+        return _replace(spark, df, settings, table)
+
+    timeline = overwrite(GOLD_CUSTOMER_TIMELINE, _timeline(spark, settings, rules))
     as_of_micros = _as_of_micros(timeline, settings)
-    built = _build_customer_tables(spark, settings, rules, timeline, as_of_micros)
+    profile = _require(spark, settings, GOLD_CUSTOMER_PROFILE, "omnicdp identity resolve")
+    built = {
+        GOLD_CUSTOMER_TIMELINE: timeline,
+        **_build_customer_tables(
+            settings, rules, timeline, profile, as_of_micros, overwrite, journeys=True
+        ),
+    }
     report = write_journey_report(built[GOLD_JOURNEY_METRICS], settings)
     agents = built[GOLD_AGENT_CONTEXT]
     summary = CurateSummary(
-        as_of=datetime.fromtimestamp(as_of_micros / 1e6, UTC).replace(tzinfo=None),
+        as_of=_as_of_datetime(as_of_micros),
         rows={t.qualified_name: df.count() for t, df in built.items()},
         next_best_actions={
             r.next_best_action: r["count"]
@@ -249,38 +289,135 @@ def curate(spark: SparkSession, settings: Settings) -> CurateSummary:
     return summary
 
 
-def _build_timeline(spark: SparkSession, settings: Settings, rules: CurationRules) -> DataFrame:
-    interactions = _require(spark, settings, SILVER_INTERACTIONS, "omnicdp standardize")
-    xref = _require(spark, settings, GOLD_IDENTITY_XREF, "omnicdp identity resolve")
-    timeline = customer_timeline(interactions, xref, rules)
-    _check_timeline_predicates(timeline, rules, settings.curation_rules)
-    return _replace(spark, timeline, settings, GOLD_CUSTOMER_TIMELINE)
+def curate_customers(
+    spark: SparkSession, settings: Settings, customers: DataFrame
+) -> CustomerCurateSummary:
+    """Rebuild the timeline, customer_360 and agent_context rows of ``customers`` only.
+
+    The micro-batch path (``jobs.microbatch``) calls this after silver and the identity tables
+    changed for a few customers; rewriting every customer's rows for them would cost a full
+    ``curate``. ``customers`` is a frame with a ``customer_id`` column (duplicates are fine).
+
+    The rows are built by the functions ``curate`` uses, from the same tables narrowed to
+    those customers: their interactions (through their gold.identity_xref records) and their
+    golden records. Every table here is per customer, and each customer's whole history is
+    rebuilt, so timeline ``seq`` numbers, cases and per-channel rankings are exactly what
+    ``curate`` gives them at the same ``as_of``. ``as_of`` is ``Settings.as_of`` or, as in
+    ``curate``, the latest interaction in the whole gold.customer_timeline once these
+    customers' rows are in.
+
+    Each table is written with one Delta MERGE (:func:`identity.storage.replace_customer_rows`):
+    readers see a customer's rows in a table either all old or all new, the rows those
+    customers no longer have are deleted (a record that left them; every row of a retired id
+    passed among ``customers``), and running this again changes nothing. The three tables are
+    three commits, timeline first: a run that stops between them is completed by running it
+    again.
+
+    Left to the nightly ``curate``: gold.journey_metrics and gold.segment_membership, which
+    aggregate over everyone, and the other customers' rows, which keep the ``as_of`` they were
+    built at (customer_360's ``as_of`` column says which), so their recency and open-case
+    ageing do not move until then.
+    """
+    rules = load_rules(settings.curation_rules)
+    ids = customers.select("customer_id").distinct().persist()
+    store = _CustomerRows(spark, settings, ids)
+    try:
+        count = ids.count()
+        if count == 0:
+            return CustomerCurateSummary(customers=0, as_of=None)
+        timeline = store(GOLD_CUSTOMER_TIMELINE, _timeline(spark, settings, rules, ids))
+        whole = _require(spark, settings, GOLD_CUSTOMER_TIMELINE, "omnicdp curate")
+        as_of_micros = _as_of_micros(whole, settings)
+        profile = _require(spark, settings, GOLD_CUSTOMER_PROFILE, "omnicdp identity resolve")
+        profile = profile.join(ids, "customer_id", "left_semi")
+        _build_customer_tables(
+            settings, rules, timeline, profile, as_of_micros, store, journeys=False
+        )
+    finally:
+        store.release()
+        ids.unpersist()
+    summary = CustomerCurateSummary(
+        customers=count,
+        as_of=_as_of_datetime(as_of_micros),
+        rows=store.rows,
+        changed=store.changed,
+    )
+    log.info(
+        "curate_customers: %d customers as of %s, rows %s, changed %s",
+        summary.customers,
+        summary.as_of,
+        summary.rows,
+        summary.changed,
+    )
+    return summary
 
 
-def _build_customer_tables(
+class _CustomerRows:
+    """The store of ``curate_customers``: replaces the customers' rows of a table in one MERGE
+    and hands the same rows, cached so they are computed once, to the next step."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, customers: DataFrame) -> None:
+        self._spark = spark
+        self._settings = settings
+        self._customers = customers
+        self._cached: list[DataFrame] = []
+        self.rows: dict[str, int] = {}
+        self.changed: dict[str, int] = {}
+
+    def __call__(self, table: Table, df: DataFrame) -> DataFrame:
+        rows = df.persist()
+        self._cached.append(rows)
+        self.changed[table.qualified_name] = replace_customer_rows(
+            self._spark, self._settings, table, self._customers, rows, _ROW_KEYS[table]
+        )
+        self.rows[table.qualified_name] = rows.count()
+        return rows
+
+    def release(self) -> None:
+        for rows in self._cached:
+            rows.unpersist()
+
+
+def _timeline(
     spark: SparkSession,
     settings: Settings,
     rules: CurationRules,
+    customers: DataFrame | None = None,
+) -> DataFrame:
+    """The timeline of every resolved customer, or of ``customers`` only (their xref records
+    select their interactions), with the rules' predicates checked against it."""
+    interactions = _require(spark, settings, SILVER_INTERACTIONS, "omnicdp standardize")
+    xref = _require(spark, settings, GOLD_IDENTITY_XREF, "omnicdp identity resolve")
+    if customers is not None:
+        xref = xref.join(customers, "customer_id", "left_semi")
+    timeline = customer_timeline(interactions, xref, rules)
+    _check_timeline_predicates(timeline, rules, settings.curation_rules)
+    return timeline
+
+
+def _build_customer_tables(
+    settings: Settings,
+    rules: CurationRules,
     timeline: DataFrame,
+    profile: DataFrame,
     as_of_micros: int,
+    store: _Store,
+    journeys: bool,
 ) -> dict[Table, DataFrame]:
-    """The tables built from the timeline as of one moment, each read back once written."""
-    profile = _require(spark, settings, GOLD_CUSTOMER_PROFILE, "omnicdp identity resolve")
+    """The tables built from the timeline as of one moment, each stored once and the stored
+    rows read by the next; journey metrics only when ``timeline`` holds every customer."""
     as_of = F.timestamp_micros(F.lit(as_of_micros))
     events = timeline.where(F.col("ts") <= as_of)
     cases = case_summaries(events, rules, as_of).persist()  # read by three tables
     try:
-        c360 = _replace(
-            spark, customer_360(events, cases, profile, rules, as_of), settings, GOLD_CUSTOMER_360
-        )
+        c360 = store(GOLD_CUSTOMER_360, customer_360(events, cases, profile, rules, as_of))
         agents = agent_context(events, cases, c360, profile, rules, as_of, settings.curation_rules)
-        journeys = journey_metrics(events, cases, rules)
-        return {
-            GOLD_CUSTOMER_TIMELINE: timeline,
-            GOLD_CUSTOMER_360: c360,
-            GOLD_AGENT_CONTEXT: _replace(spark, agents, settings, GOLD_AGENT_CONTEXT),
-            GOLD_JOURNEY_METRICS: _replace(spark, journeys, settings, GOLD_JOURNEY_METRICS),
-        }
+        built = {GOLD_CUSTOMER_360: c360, GOLD_AGENT_CONTEXT: store(GOLD_AGENT_CONTEXT, agents)}
+        if journeys:
+            built[GOLD_JOURNEY_METRICS] = store(
+                GOLD_JOURNEY_METRICS, journey_metrics(events, cases, rules)
+            )
+        return built
     finally:
         cases.unpersist()
 
@@ -300,6 +437,11 @@ def _replace(spark: SparkSession, df: DataFrame, settings: Settings, table: Tabl
     path = table.path(settings)
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
     return spark.read.format("delta").load(path)
+
+
+def _as_of_datetime(as_of_micros: int) -> datetime:
+    """The reference time as a naive UTC datetime, as Spark returns timestamps."""
+    return datetime.fromtimestamp(as_of_micros / 1e6, UTC).replace(tzinfo=None)
 
 
 def _as_of_micros(timeline: DataFrame, settings: Settings) -> int:

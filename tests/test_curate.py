@@ -16,6 +16,7 @@ must not appear anywhere (not even in ``as_of``).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,6 +27,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from identity.storage import replace_customer_rows
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -41,11 +43,19 @@ from jobs.curate import (
     CurateSummary,
     RuleError,
     curate,
+    curate_customers,
     load_rules,
     next_best_action,
 )
 from jobs.settings import Settings
-from schemas.tables import CUSTOMER_PROFILE, IDENTITY_XREF, INTERACTIONS
+from schemas.tables import (
+    AGENT_CONTEXT,
+    CUSTOMER_360,
+    CUSTOMER_PROFILE,
+    CUSTOMER_TIMELINE,
+    IDENTITY_XREF,
+    INTERACTIONS,
+)
 
 AS_OF = datetime(2026, 11, 3, 18, 0)
 _CHANNELS = {"pos": "store", "web": "web", "app": "app", "call_center": "call_center"}
@@ -491,3 +501,163 @@ def test_rebuilding_changes_nothing_and_reads_only_silver_and_gold(
     assert second.rows == first.rows and second.as_of == first.as_of
     assert {t: sorted(map(repr, rows(spark, settings, t))) for t in tables} == before
     assert sorted(p.name for p in settings.lakehouse.iterdir()) == ["gold", "reports", "silver"]
+
+
+# --- incremental curation (curate_customers) ---------------------------------------------------
+
+# Interactions that reach silver after C2's and C4's curated rows were built: C2's first
+# purchase (every later seq moves) and last page view, C4's support chat (its open case).
+_LATE = ("pos:P20", "web:W22", "app:E40")
+_CURATED = {
+    GOLD_CUSTOMER_TIMELINE: ("interaction_id", CUSTOMER_TIMELINE),
+    GOLD_CUSTOMER_360: ("customer_id", CUSTOMER_360),
+    GOLD_AGENT_CONTEXT: ("customer_id", AGENT_CONTEXT),
+}
+
+
+def keyed(spark: SparkSession, settings: Settings, table: Table) -> dict[str, dict]:
+    """A table's rows by key, as dicts: maps compare by content, not by entry order."""
+    return {r[_CURATED[table][0]]: r for r in rows(spark, settings, table)}
+
+
+def customers_frame(spark: SparkSession, *ids: str) -> DataFrame:
+    return spark.createDataFrame([(i,) for i in ids], "customer_id string")
+
+
+def stale_rows(full: dict[Table, dict[str, dict]]) -> dict[Table, dict[str, dict]]:
+    """The curated rows by key as they were before the ``_LATE`` interactions arrived (C2's
+    timeline renumbered without them, C2's lifetime value without the purchase, C4 without its
+    case), plus rows of C9, a customer id retired since, and a mark on each of C1's rows, which
+    only a rebuild of C1 would remove."""
+    timeline = {k: dict(r) for k, r in full[GOLD_CUSTOMER_TIMELINE].items() if k not in _LATE}
+    for seq, k in enumerate(("web:W20", "web:W21", "call_center:K2"), start=1):
+        timeline[k]["seq"] = seq
+    timeline["web:W90"] = {**timeline["web:W20"], "customer_id": "C9", "interaction_id": "web:W90"}
+    timeline["web:W10"]["summary"] = "stale"
+    c360 = {k: dict(r) for k, r in full[GOLD_CUSTOMER_360].items()}
+    c360["C2"]["lifetime_value"] = Decimal("50.00")
+    c360["C1"]["tier"] = "stale"
+    agents = {k: dict(r) for k, r in full[GOLD_AGENT_CONTEXT].items()}
+    agents["C4"].update(open_cases=[], next_best_action="none")
+    agents["C1"]["next_best_action"] = "stale"
+    for by_customer_id in (c360, agents):
+        by_customer_id["C9"] = {**by_customer_id["C5"], "customer_id": "C9"}
+    return {GOLD_CUSTOMER_TIMELINE: timeline, GOLD_CUSTOMER_360: c360, GOLD_AGENT_CONTEXT: agents}
+
+
+_TOUCHED = ("C2", "C4", "C9")
+
+
+@pytest.fixture(scope="module")
+def incremental(
+    spark: SparkSession,
+    curated: tuple[Settings, CurateSummary],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """A copy of the curated lakehouse whose curated rows are ``stale_rows`` and whose silver
+    lacks the ``_LATE`` interactions; they are appended to silver and C2, C4 and C9 are curated
+    incrementally.
+
+    ``full`` is what ``curate`` built on the final inputs (the shared fixture, whose ``as_of``
+    is ``AS_OF``, set here too), ``stale`` the rows before, ``summary`` what
+    ``curate_customers`` reported.
+    """
+    source, _ = curated
+    settings = module_settings(tmp_path_factory.mktemp("incremental")).model_copy(
+        update={"as_of": AS_OF}
+    )
+    shutil.copytree(source.lakehouse, settings.lakehouse)
+    full = {t: keyed(spark, settings, t) for t in _CURATED}
+    stale = stale_rows(full)
+    for table, by_key in stale.items():
+        save(frame(spark, list(by_key.values()), _CURATED[table][1]), settings, table)
+    early, late = ([e for e in INTERACTIONS_ROWS if (e["interaction_id"] in _LATE) == is_late]
+                   for is_late in (False, True))  # fmt: skip
+    save(frame(spark, early, INTERACTIONS), settings, SILVER_INTERACTIONS)
+    frame(spark, late, INTERACTIONS).write.format("delta").mode("append").save(
+        SILVER_INTERACTIONS.path(settings)
+    )
+    summary = curate_customers(spark, settings, customers_frame(spark, "C4", "C2", "C9", "C2"))
+    return {"settings": settings, "full": full, "stale": stale, "summary": summary}
+
+
+def test_curate_customers_gives_the_rows_a_full_curate_gives_and_touches_no_one_else(
+    spark: SparkSession, incremental: dict[str, Any]
+) -> None:
+    settings, full, stale = incremental["settings"], incremental["full"], incremental["stale"]
+    summary = incremental["summary"]
+    assert (summary.customers, summary.as_of) == (3, AS_OF)
+    assert summary.rows == {
+        GOLD_CUSTOMER_TIMELINE.qualified_name: 7,  # C2's 5 interactions and C4's 2
+        GOLD_CUSTOMER_360.qualified_name: 2,
+        GOLD_AGENT_CONTEXT.qualified_name: 2,
+    }
+    assert summary.changed == {
+        GOLD_CUSTOMER_TIMELINE.qualified_name: 7,  # 3 inserted, 3 renumbered, C9's deleted
+        GOLD_CUSTOMER_360.qualified_name: 2,  # C2 updated, C9 deleted
+        GOLD_AGENT_CONTEXT.qualified_name: 2,  # C4 updated, C9 deleted
+    }
+    for table in _CURATED:
+        found = keyed(spark, settings, table)
+        touched = {k: r for k, r in found.items() if r["customer_id"] in _TOUCHED}
+        # C2 and C4 exactly as the full curate built them, C9 gone
+        assert touched == {k: r for k, r in full[table].items() if r["customer_id"] in _TOUCHED}
+        # everyone else as before, stale marks included
+        others = {k: r for k, r in found.items() if r["customer_id"] not in _TOUCHED}
+        assert others == {k: r for k, r in stale[table].items() if r["customer_id"] not in _TOUCHED}
+
+
+def test_curate_customers_again_changes_nothing(
+    spark: SparkSession, incremental: dict[str, Any]
+) -> None:
+    settings = incremental["settings"]
+
+    def commits() -> dict[Table, int]:
+        return {t: len(list(Path(t.path(settings), "_delta_log").glob("*.json"))) for t in _CURATED}
+
+    before, committed = {t: keyed(spark, settings, t) for t in _CURATED}, commits()
+    again = curate_customers(spark, settings, customers_frame(spark, "C2", "C4"))
+    assert again.rows == incremental["summary"].rows
+    assert set(again.changed.values()) == {0}
+    assert commits() == committed  # nothing differed, so no MERGE and no new table version
+    assert {t: keyed(spark, settings, t) for t in _CURATED} == before
+
+
+def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
+    spark: SparkSession, settings: Settings
+) -> None:
+    table = Table(GOLD_CUSTOMER_360.layer, "replace_test", "replace_customer_rows test table")
+    schema = "customer_id string, record_id string, note string, weights map<string,int>"
+    old = [
+        ("A", "r1", "kept", {"x": 1, "y": 2}),
+        ("A", "r2", "old", None),
+        ("A", "r3", "gone", None),
+        ("B", "r4", "other", None),
+        ("B", "r5", "other", None),
+        ("C", "r6", "retired", None),
+    ]
+    spark.createDataFrame(old, schema).write.format("delta").save(table.path(settings))
+    new = spark.createDataFrame(
+        [("A", "r1", "kept", {"y": 2, "x": 1}), ("A", "r2", "new", None), ("A", "r7", "new", None)],
+        schema,
+    )
+    customers = customers_frame(spark, "A", "C")
+
+    def replace() -> int:
+        return replace_customer_rows(spark, settings, table, customers, new, ["record_id"])
+
+    def stored() -> list[tuple]:
+        found = spark.read.format("delta").load(table.path(settings)).collect()
+        return sorted((r.customer_id, r.record_id, r.note) for r in found)
+
+    assert replace() == 4  # r2 updated, r7 inserted, r3 and C's r6 deleted; r1 is unchanged
+    expected = [
+        ("A", "r1", "kept"),
+        ("A", "r2", "new"),
+        ("A", "r7", "new"),
+        ("B", "r4", "other"),
+        ("B", "r5", "other"),
+    ]
+    assert stored() == expected
+    assert replace() == 0
+    assert stored() == expected
