@@ -2,8 +2,9 @@
 
 One run reads the current silver.customer_records, loads the saved model (training one first
 when there is none, when the model specification changed, or when asked to), and rewrites
-gold.identity_links, gold.identity_xref and gold.customer_profile, keeping customer ids stable
-across runs and recording merges and splits in gold.customer_id_history (see
+gold.identity_features (the records as the model compares them, which micro-batches match new
+records against), gold.identity_links, gold.identity_xref and gold.customer_profile, keeping
+customer ids stable across runs and recording merges and splits in gold.customer_id_history (see
 :mod:`identity.stable_ids`). Each table is replaced in one Delta commit, in that order, and
 every row carries the run's ``resolved_at`` (and the links and profiles the ``model_version``),
 so a consumer can tell which run produced what it reads. A run that fails leaves each table at
@@ -32,6 +33,7 @@ from identity.survivorship import load_survivorship_rules
 from identity.train import train_model
 from jobs.catalog import (
     GOLD_CUSTOMER_PROFILE,
+    GOLD_IDENTITY_FEATURES,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     SILVER_CUSTOMER_RECORDS,
@@ -97,6 +99,7 @@ def _link_and_cluster(
     previous = previous_ids(spark, settings)
     features = load_features(spark, settings)
     with open_linker(spark, settings, features, model.splink_settings) as (linker, written):
+        overwrite_table(written, settings, GOLD_IDENTITY_FEATURES)  # what increments match against
         predictions = predict_pairs(linker, settings.match_threshold)
         links = links_table(predictions.as_spark_dataframe(), model.model_version, resolved_at)
         overwrite_table(links, settings, GOLD_IDENTITY_LINKS)

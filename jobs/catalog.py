@@ -53,6 +53,11 @@ SILVER_INTERACTIONS = Table(Layer.SILVER, "interactions", "every interaction in 
 
 GOLD_IDENTITY_LINKS = Table(Layer.GOLD, "identity_links", "scored record pairs with evidence")
 GOLD_IDENTITY_XREF = Table(Layer.GOLD, "identity_xref", "source record -> customer_id")
+GOLD_IDENTITY_FEATURES = Table(
+    Layer.GOLD,
+    "identity_features",
+    "each resolved record as the linkage model compares it (its PII is erased with the record)",
+)
 GOLD_CUSTOMER_ID_HISTORY = Table(Layer.GOLD, "customer_id_history", "merges and splits of ids")
 GOLD_CUSTOMER_PROFILE = Table(Layer.GOLD, "customer_profile", "golden record with provenance")
 GOLD_CUSTOMER_360 = Table(Layer.GOLD, "customer_360", "RFM, value, channels, cases, consent")
@@ -81,6 +86,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SILVER_INTERACTIONS,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
+    GOLD_IDENTITY_FEATURES,
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_360,
@@ -105,6 +111,11 @@ class Checkpoint:
 
 STREAM_EVENTS_CHECKPOINT = Checkpoint(
     "stream_events", "omnicdp stream: web and app landing files -> bronze, quarantine, manifest"
+)
+
+MICROBATCH_CHECKPOINT = Checkpoint(
+    "microbatch",
+    "omnicdp microbatch: new web and app bronze rows -> silver, identity, curated, serving",
 )
 
 BRONZE_TABLES: dict[str, Table] = {

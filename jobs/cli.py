@@ -100,6 +100,53 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0 if summary.reconciled else 1
 
 
+def cmd_microbatch(args: argparse.Namespace) -> int:
+    from jobs.microbatch import run_microbatches
+
+    settings = _settings(args)
+    spark = _spark(settings)
+    stop = threading.Event()
+    if not args.once:
+        console.log(
+            f"carrying new web and app bronze rows to the serving store every "
+            f"{settings.stream_interval_seconds:g} s; Ctrl-C or SIGTERM stops between micro-batches"
+        )
+    with _stop_on_signals(stop):
+        summary = run_microbatches(spark, settings, once=args.once, progress=_progress, stop=stop)
+    table = RichTable(
+        "bronze rows",
+        "records",
+        "new records",
+        "joined",
+        "new customers",
+        "undecided",
+        "customers served",
+        title=f"microbatch{' --once' if summary.once else ''}: {summary.micro_batches} "
+        f"micro-batch(es) in {summary.seconds:.1f} s",
+    )
+    table.add_row(
+        *(
+            str(v)
+            for v in (
+                summary.bronze_rows,
+                summary.records,
+                summary.new_records,
+                summary.joined,
+                summary.new_customers,
+                summary.undecided,
+                summary.customers,
+            )
+        )
+    )
+    out.print(table)
+    if summary.undecided:
+        out.print(
+            f"{summary.undecided} new record(s) link to more than one customer: they joined the "
+            "largest; the next `omnicdp identity resolve` merges the customers and records it"
+        )
+    return 0
+
+
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Turn Ctrl-C and SIGTERM into ``stop.set()`` while streaming, so the stream ends between
@@ -439,6 +486,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument(
         "--once", action="store_true", help="ingest what has landed, then stop (for schedulers)"
+    )
+
+    microbatch = add(
+        "microbatch",
+        cmd_microbatch,
+        "carry new web and app bronze rows through silver, identity and curation to the "
+        "serving store (micro-batches, until Ctrl-C / SIGTERM)",
+    )
+    microbatch.add_argument(
+        "--once", action="store_true", help="process what bronze has gained, then stop"
     )
 
     add("standardize", cmd_standardize, "rebuild silver customer records and interactions")

@@ -182,6 +182,30 @@ def _require_reconciled(summary: IngestSummary) -> None:
         )
 
 
+def stream_events() -> dict[str, Any]:
+    """Ingest the web and app landing files that arrived, with the streaming query, and stop."""
+    from jobs.stream import stream_ingest
+
+    spark, settings = _spark_and_settings()
+    summary = stream_ingest(spark, settings, once=True)
+    if not summary.reconciled:
+        raise RuntimeError("stream --once: a landing file's lines do not reconcile")
+    return {
+        "micro_batches": summary.micro_batches,
+        "bronze_rows": summary.bronze_rows,
+        "quarantined_rows": summary.quarantined_rows,
+        "seconds": round(summary.seconds, 1),
+    }
+
+
+def microbatch() -> dict[str, Any]:
+    """Carry the bronze rows the stream added through identity and curation to serving."""
+    from jobs.microbatch import run_microbatches
+
+    spark, settings = _spark_and_settings()
+    return _jsonable(run_microbatches(spark, settings, once=True))
+
+
 def gate(which: Gate) -> dict[str, Any]:
     """Run a quality gate; :class:`GateFailed` stops everything downstream."""
     from expectations.gate import run_gate

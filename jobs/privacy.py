@@ -15,7 +15,8 @@ DAG) then works through the pending requests:
    anonymous web and app events stitched to them go too); quarantined lines that contain one of
    their emails or phone numbers; the serving store's rows (current and previous generation);
    the per-customer gold tables; identity links and id history; silver interactions and
-   customer records; and last the xref, which maps customers to records.
+   customer records; the records' linkage features; and last the xref, which maps customers
+   to records.
 3. **Close** the request with the rows deleted per table and the time.
 
 Every deletion is idempotent, so running the job again after a failure completes the request;
@@ -45,7 +46,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from identity.stable_ids import retired_ids
@@ -59,6 +60,7 @@ from jobs.catalog import (
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_TIMELINE,
+    GOLD_IDENTITY_FEATURES,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     GOLD_SEGMENT_MEMBERSHIP,
@@ -68,7 +70,7 @@ from jobs.catalog import (
     Table,
 )
 from jobs.settings import Settings
-from jobs.standardize import normalize_email, normalize_phone
+from jobs.standardize import normalize_email, normalize_phone, record_key
 from schemas.sources import SOURCES, SourceSpec
 from schemas.tables import ERASURE_REQUEST
 from serving.store import open_store
@@ -255,40 +257,27 @@ def _identifier_owners(spark: SparkSession, settings: Settings) -> DataFrame:
     xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
     records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).join(xref, "record_id")
     owners = [
-        records.select(_owner(IdentifierKind.EMAIL, "email"), "customer_id"),
-        records.select(_owner(IdentifierKind.PHONE, "phone"), "customer_id"),
-        xref.select(_owner(IdentifierKind.CUSTOMER_ID, "customer_id"), "customer_id"),
+        records.select(*_owner(IdentifierKind.EMAIL, "email"), "customer_id"),
+        records.select(*_owner(IdentifierKind.PHONE, "phone"), "customer_id"),
+        xref.select(*_owner(IdentifierKind.CUSTOMER_ID, "customer_id"), "customer_id"),
     ]
     if table_exists(spark, settings, GOLD_CUSTOMER_ID_HISTORY):
         retired = retired_ids(read_table(spark, settings, GOLD_CUSTOMER_ID_HISTORY))
         owners.append(
             retired.select(
-                _owner(IdentifierKind.CUSTOMER_ID, "retired_id"),
+                *_owner(IdentifierKind.CUSTOMER_ID, "retired_id"),
                 F.col("surviving_id").alias("customer_id"),
             )
         )
     union = owners[0]
     for frame in owners[1:]:
         union = union.unionByName(frame)
-    return union.select(F.explode("owner").alias("owner"), "customer_id").select(
-        "owner.owner_kind", "owner.sha256", "customer_id"
-    )
+    return union.where(F.col("sha256").isNotNull())
 
 
-def _owner(kind: IdentifierKind, column: str) -> Column:
-    """A one-element array of (kind, sha256 of the column), empty when the column is null, so
-    the union can be exploded into rows without nulls."""
-    value = F.col(column)
-    return (
-        F.when(
-            value.isNotNull(),
-            F.array(
-                F.struct(F.lit(str(kind)).alias("owner_kind"), F.sha2(value, 256).alias("sha256"))
-            ),
-        )
-        .otherwise(F.array().cast("array<struct<owner_kind:string,sha256:string>>"))
-        .alias("owner")
-    )
+def _owner(kind: IdentifierKind, column: str) -> list[Column]:
+    """``owner_kind, sha256`` of one identifier column (a null value hashes to null)."""
+    return [F.lit(str(kind)).alias("owner_kind"), F.sha2(F.col(column), 256).alias("sha256")]
 
 
 # --- deleting ---------------------------------------------------------------------------------
@@ -304,7 +293,7 @@ def _delete_everything(
     deleted: dict[str, int] = {}
 
     def note(table: Table, rows: int) -> None:
-        deleted[table.qualified_name] = deleted.get(table.qualified_name, 0) + rows
+        deleted[table.qualified_name] = rows
         progress(f"erase: {rows} rows from {table.qualified_name}")
 
     lineage = (
@@ -320,21 +309,20 @@ def _delete_everything(
     deleted["serving"] = _erase_serving(settings, targets)
     for table in CUSTOMER_TABLES:
         if table_exists(spark, settings, table):
-            note(table, _delete_matching(spark, settings, table, targets, ["customer_id"]))
-    for side in ("l", "r"):
-        if table_exists(spark, settings, GOLD_IDENTITY_LINKS):
-            ids = records.select(F.col("record_id").alias(f"record_id_{side}"))
-            note(
-                GOLD_IDENTITY_LINKS,
-                _delete_matching(spark, settings, GOLD_IDENTITY_LINKS, ids, [f"record_id_{side}"]),
-            )
+            note(table, _delete_naming(spark, settings, table, targets, ("customer_id",)))
+    record_ids = records.select("record_id")
+    if table_exists(spark, settings, GOLD_IDENTITY_LINKS):
+        ends = ("record_id_l", "record_id_r")
+        note(
+            GOLD_IDENTITY_LINKS,
+            _delete_naming(spark, settings, GOLD_IDENTITY_LINKS, record_ids, ends),
+        )
     if table_exists(spark, settings, GOLD_CUSTOMER_ID_HISTORY):
         note(GOLD_CUSTOMER_ID_HISTORY, _delete_history(spark, settings, targets))
-    for table in (SILVER_INTERACTIONS, SILVER_CUSTOMER_RECORDS, GOLD_IDENTITY_XREF):
-        note(
-            table,
-            _delete_matching(spark, settings, table, records.select("record_id"), ["record_id"]),
-        )
+    by_record = (SILVER_INTERACTIONS, SILVER_CUSTOMER_RECORDS, GOLD_IDENTITY_FEATURES)
+    for table in (*by_record, GOLD_IDENTITY_XREF):
+        if table_exists(spark, settings, table):
+            note(table, _delete_naming(spark, settings, table, record_ids, ("record_id",)))
     return deleted
 
 
@@ -352,21 +340,13 @@ def _delete_bronze(
         F.expr("substr(record_id, length(source) + 2)").alias("_key")
     )
     by_key = (
-        bronze.withColumn("_key", _source_key(spec))
+        bronze.withColumn("_key", record_key(spec.name))
         .join(keys, "_key", "left_semi")
         .select("source_file", "line_no")
     )
     traced = lineage.where(F.col("source") == spec.name).select("source_file", "line_no")
     rows = by_key.unionByName(traced).distinct()
     return _delete_matching(spark, settings, table, rows, ["source_file", "line_no"])
-
-
-def _source_key(spec: SourceSpec) -> Column:
-    """The bronze identity key as standardize turns it into a record id's key."""
-    raw = F.trim(F.col(spec.identity_key))
-    if spec.name in ("web", "social"):
-        return F.lower(F.regexp_replace(raw, "^@", ""))
-    return raw
 
 
 def _delete_quarantined(spark: SparkSession, settings: Settings, records: DataFrame) -> int:
@@ -411,17 +391,10 @@ def _delete_history(spark: SparkSession, settings: Settings, targets: DataFrame)
         .join(targets.withColumnRenamed("customer_id", "surviving_id"), "surviving_id")
         .select(F.col("retired_id").alias("customer_id"))
     )
-    ids = targets.unionByName(retired).distinct()
-    total = 0
-    for column in ("previous_id", "current_id"):
-        total += _delete_matching(
-            spark,
-            settings,
-            GOLD_CUSTOMER_ID_HISTORY,
-            ids.withColumnRenamed("customer_id", column),
-            [column],
-        )
-    return total
+    ids = targets.unionByName(retired)
+    return _delete_naming(
+        spark, settings, GOLD_CUSTOMER_ID_HISTORY, ids, ("previous_id", "current_id")
+    )
 
 
 def _delete_matching(
@@ -429,20 +402,45 @@ def _delete_matching(
 ) -> int:
     """Delete the rows of ``table`` whose ``columns`` equal a row of ``keys``; rows deleted."""
     condition = " AND ".join(f"t.`{c}` = s.`{c}`" for c in columns)
+    return _merge_delete(spark, settings, table, keys.select(*columns), condition)
+
+
+def _delete_naming(
+    spark: SparkSession, settings: Settings, table: Table, ids: DataFrame, columns: tuple[str, ...]
+) -> int:
+    """Delete the rows of ``table`` where any of ``columns`` holds one of ``ids`` (a one-column
+    frame); one MERGE, so the table gets one new version however many columns."""
+    source = ids.select(ids.columns[0]).toDF("id")
+    condition = " OR ".join(f"t.`{c}` = s.id" for c in columns)
+    return _merge_delete(spark, settings, table, source, condition)
+
+
+def _merge_delete(
+    spark: SparkSession, settings: Settings, table: Table, source: DataFrame, condition: str
+) -> int:
+    """One MERGE ... DELETE; rows deleted, from its commit. A MERGE that matches nothing may
+    commit nothing, so the latest commit counts only if it is a new one."""
     target = _delta(spark, settings, table)
-    target.alias("t").merge(
-        keys.select(*columns).distinct().alias("s"), condition
-    ).whenMatchedDelete().execute()
-    metrics = target.history(1).select("operation", "operationMetrics").first()
-    if metrics is None or metrics.operation != "MERGE":
+    before = _latest_commit(target).version
+    target.alias("t").merge(source.distinct().alias("s"), condition).whenMatchedDelete().execute()
+    commit = _latest_commit(target)
+    if commit.version == before or commit.operation != "MERGE":
         return 0
-    return int(metrics.operationMetrics.get("numTargetRowsDeleted", 0))
+    return int(commit.operationMetrics.get("numTargetRowsDeleted", 0))
+
+
+def _latest_commit(table: DeltaTable) -> Row:
+    return table.history(1).select("version", "operation", "operationMetrics").first()
 
 
 def _erase_serving(settings: Settings, targets: DataFrame) -> int:
     """Delete the targets from every generation the serving store holds; rows deleted."""
-    customer_ids = [r.customer_id for r in targets.toLocalIterator()]
-    return open_store(settings.resolved_serving_url).erase_customers(customer_ids)
+    customer_ids = [r.customer_id for r in targets.toLocalIterator()]  # the requested few
+    store = open_store(settings.resolved_serving_url)
+    try:
+        return store.erase_customers(customer_ids)
+    finally:
+        store.close()
 
 
 def _complete(

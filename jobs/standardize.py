@@ -8,10 +8,20 @@ non-empty value. ``silver.interactions`` has every bronze row as one event in UT
 
 Both tables are rebuilt from bronze on every run and replaced atomically (Delta overwrite), so
 re-running changes nothing and a failed run leaves the previous version readable.
+
+:func:`standardize_increment` is the micro-batch path (``jobs.microbatch``): given the keys of
+the bronze rows a micro-batch added, it rebuilds exactly the silver rows those rows can change,
+with the same builders, and merges them in. A record is rebuilt from all bronze rows of its key
+(its newest name, its first and last visit); an interaction is rebuilt with every row that
+shares its cookie or device, since a new login on an old cookie re-attributes the cookie's
+anonymous events. So a batch run over the same bronze produces the same rows, and replaying a
+micro-batch merges the same rows again. Interaction counts of records that lost re-attributed
+events elsewhere are the one thing left to the nightly rebuild.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -28,6 +38,9 @@ from schemas.sources import APP, CALL_CENTER, POS, SOCIAL, WEB
 from schemas.tables import CUSTOMER_RECORDS, INTERACTIONS, conform
 
 log = logging.getLogger(__name__)
+
+# The key under which silver commits name the bronze versions they were built from.
+_BRONZE_VERSIONS = "bronze_versions"
 
 COUNTRY_TIMEZONES = {"KR": "Asia/Seoul", "US": "America/New_York"}
 FALLBACK_PHONE_REGIONS = ("KR", "US")  # for sources that do not say where the customer is
@@ -66,16 +79,30 @@ class StandardizeSummary:
 
 
 def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
-    """Rebuild both silver tables from whatever bronze holds."""
-    bronze = {name: _read(spark, bronze_table(name).path(settings)) for name in _SOURCES}
-    present = {name: df for name, df in bronze.items() if df is not None}
+    """Rebuild both silver tables from whatever bronze holds.
+
+    Each bronze table is read at one version, and the silver commits name those versions
+    (:func:`standardized_bronze_versions`): the micro-batch path starts after them instead of
+    re-reading all of bronze.
+    """
+    versions = {
+        name: _latest_version(spark, bronze_table(name).path(settings)) for name in _SOURCES
+    }
+    present = {
+        name: spark.read.format("delta")
+        .option("versionAsOf", version)
+        .load(bronze_table(name).path(settings))
+        for name, version in versions.items()
+        if version is not None
+    }
+    metadata = json.dumps({_BRONZE_VERSIONS: {n: v for n, v in versions.items() if v is not None}})
     records = _union([_RECORD_BUILDERS[name](df) for name, df in present.items()])
     interactions = _union([_INTERACTION_BUILDERS[name](df) for name, df in present.items()])
     interactions = _stitch_anonymous(interactions)
     records = _with_activity(conform(records, CUSTOMER_RECORDS), interactions)
     interactions = _dedupe_interactions(conform(interactions, INTERACTIONS, fill_missing=True))
-    _overwrite(conform(records, CUSTOMER_RECORDS), SILVER_CUSTOMER_RECORDS.path(settings))
-    _overwrite(interactions, SILVER_INTERACTIONS.path(settings))
+    _overwrite(conform(records, CUSTOMER_RECORDS), SILVER_CUSTOMER_RECORDS.path(settings), metadata)
+    _overwrite(interactions, SILVER_INTERACTIONS.path(settings), metadata)
     summary = StandardizeSummary(
         customer_records=_counts_by_source(spark, SILVER_CUSTOMER_RECORDS.path(settings)),
         interactions=_counts_by_source(spark, SILVER_INTERACTIONS.path(settings)),
@@ -86,6 +113,145 @@ def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
         summary.total_interactions,
     )
     return summary
+
+
+@dataclass(frozen=True)
+class SilverIncrement:
+    """What :func:`standardize_increment` merged into silver.
+
+    ``record_ids``: the records rebuilt (new or changed identity records). ``affected``: every
+    record id whose customer's curated rows may change: the rebuilt records and the records
+    the merged interactions belonged to, before and after.
+    """
+
+    record_ids: DataFrame
+    affected: DataFrame
+    records: int
+    interactions: int
+
+
+def standardize_increment(
+    spark: SparkSession, settings: Settings, touched: DataFrame
+) -> SilverIncrement:
+    """Merge into silver what new bronze rows change (module doc).
+
+    ``touched``: ``source, key, anonymous_key`` of the new bronze rows, keys as
+    :func:`record_key` and :data:`ANONYMOUS_KEYS` read them (a micro-batch's worth).
+    """
+    touched = touched.localCheckpoint()
+    sources = [r.source for r in touched.select("source").distinct().collect()]
+    slices = {name: _bronze_slice(spark, settings, name, touched) for name in sources}
+    present = {name: rows for name, rows in slices.items() if rows is not None}
+    if not present:
+        empty = spark.createDataFrame([], "record_id string")
+        return SilverIncrement(empty, empty, 0, 0)
+    interactions = _stitch_anonymous(
+        _union([_INTERACTION_BUILDERS[name](rows) for name, rows in present.items()])
+    )
+    interactions = _dedupe_interactions(
+        conform(interactions, INTERACTIONS, fill_missing=True)
+    ).localCheckpoint()
+    interactions_path = SILVER_INTERACTIONS.path(settings)
+    owners_before = (
+        spark.read.format("delta")
+        .load(interactions_path)
+        .join(interactions.select("interaction_id"), "interaction_id", "left_semi")
+        .select("record_id")
+        .localCheckpoint()
+    )
+    _merge(spark, interactions, interactions_path, "interaction_id")
+    records = _union(
+        [
+            _RECORD_BUILDERS[name](rows).join(
+                touched.where(F.col("source") == name).select(F.col("key").alias("source_key")),
+                "source_key",
+                "left_semi",
+            )
+            for name, rows in present.items()
+        ]
+    )
+    activity = (
+        spark.read.format("delta")
+        .load(interactions_path)
+        .join(records.select("record_id"), "record_id", "left_semi")
+    )
+    records = conform(
+        _with_activity(conform(records, CUSTOMER_RECORDS), activity), CUSTOMER_RECORDS
+    ).localCheckpoint()
+    _merge(spark, records, SILVER_CUSTOMER_RECORDS.path(settings), "record_id")
+    record_ids = records.select("record_id")
+    affected = (
+        record_ids.unionByName(owners_before)
+        .unionByName(interactions.select("record_id"))
+        .where(F.col("record_id").isNotNull())
+        .distinct()
+    )
+    return SilverIncrement(record_ids, affected, records.count(), interactions.count())
+
+
+def _bronze_slice(
+    spark: SparkSession, settings: Settings, source: str, touched: DataFrame
+) -> DataFrame | None:
+    """Every bronze row of ``source`` whose record key or anonymous key a new row has."""
+    bronze = _read(spark, bronze_table(source).path(settings))
+    if bronze is None:
+        return None
+    mine = touched.where(F.col("source") == source)
+    by_key = bronze.join(
+        F.broadcast(mine.select(F.col("key").alias("_k")).where("_k IS NOT NULL").distinct()),
+        record_key(source) == F.col("_k"),
+        "left_semi",
+    )
+    if source not in ANONYMOUS_KEYS:
+        return by_key
+    anonymous = mine.select(F.col("anonymous_key").alias("_a")).where("_a IS NOT NULL")
+    by_device = bronze.join(
+        F.broadcast(anonymous.distinct()),
+        F.col(ANONYMOUS_KEYS[source]) == F.col("_a"),
+        "left_semi",
+    )
+    return by_key.unionByName(by_device).dropDuplicates(["source_file", "line_no"])
+
+
+def _merge(spark: SparkSession, rows: DataFrame, path: str, key: str) -> None:
+    """Upsert ``rows`` (one per ``key``) into the Delta table at ``path`` in one commit."""
+    from delta.tables import DeltaTable
+
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(rows.alias("s"), f"t.`{key}` = s.`{key}`")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def standardized_bronze_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """The bronze version of each source the last full :func:`standardize` read (empty when
+    silver was never rebuilt, or its history no longer reaches that commit)."""
+    path = SILVER_INTERACTIONS.path(settings)
+    if _latest_version(spark, path) is None:
+        return {}
+    from delta.tables import DeltaTable
+
+    commits = (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .where(F.col("userMetadata").contains(_BRONZE_VERSIONS))
+        .orderBy(F.desc("version"))
+        .select("userMetadata")
+        .first()
+    )
+    return json.loads(commits.userMetadata)[_BRONZE_VERSIONS] if commits else {}
+
+
+def _latest_version(spark: SparkSession, path: str) -> int | None:
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).first().version
 
 
 def _read(spark: SparkSession, path: str) -> DataFrame | None:
@@ -103,8 +269,14 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return result
 
 
-def _overwrite(df: DataFrame, path: str) -> None:
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+def _overwrite(df: DataFrame, path: str, metadata: str) -> None:
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .option("userMetadata", metadata)
+        .save(path)
+    )
 
 
 def _counts_by_source(spark: SparkSession, path: str) -> dict[str, int]:
@@ -247,9 +419,31 @@ def seen_range() -> list[Column]:
 # --- customer records per source -------------------------------------------------------------
 
 
+def record_key(source: str) -> Column:
+    """The key a bronze row's identity record is known by in ``source``: its record id is
+    ``"<source>:" + key``. One definition for the record builders, the interaction builders,
+    incremental standardize and erasure, so they all find the same rows."""
+    match source:
+        case POS.name:
+            return blank_to_null("loyalty_card")
+        case WEB.name:
+            return F.lower(blank_to_null("login_email"))
+        case APP.name:
+            return blank_to_null("account_id")
+        case CALL_CENTER.name:
+            return blank_to_null("case_id")
+        case SOCIAL.name:
+            return F.lower(F.regexp_replace(blank_to_null("handle"), "^@", ""))
+    raise ValueError(f"unknown source {source!r}")
+
+
+# The column an anonymous event is stitched to a login by (``_stitch_anonymous``).
+ANONYMOUS_KEYS = {WEB.name: "cookie_id", APP.name: "device_id"}
+
+
 def _records_pos(df: DataFrame) -> DataFrame:
     rows = df.withColumn("_ts", to_utc("ts", "store_country")).withColumn(
-        "_key", blank_to_null("loyalty_card")
+        "_key", record_key(POS.name)
     )
     rows = rows.where(F.col("_key").isNotNull()).withColumns(
         {"_name": clean_name("customer_name"), "_phone": blank_to_null("phone")}
@@ -264,9 +458,9 @@ def _records_pos(df: DataFrame) -> DataFrame:
 
 
 def _records_web(df: DataFrame) -> DataFrame:
-    rows = df.withColumns(
-        {"_ts": to_utc("ts"), "_key": F.lower(blank_to_null("login_email"))}
-    ).where(F.col("_key").isNotNull())
+    rows = df.withColumns({"_ts": to_utc("ts"), "_key": record_key(WEB.name)}).where(
+        F.col("_key").isNotNull()
+    )
     grouped = rows.groupBy("_key").agg(
         latest(clean_name("profile.first_name")).alias("first_name"),
         latest(clean_name("profile.last_name")).alias("last_name"),
@@ -300,7 +494,7 @@ def _records_web(df: DataFrame) -> DataFrame:
 
 
 def _records_app(df: DataFrame) -> DataFrame:
-    rows = df.withColumns({"_ts": to_utc("ts"), "_key": blank_to_null("account_id")}).where(
+    rows = df.withColumns({"_ts": to_utc("ts"), "_key": record_key(APP.name)}).where(
         F.col("_key").isNotNull()
     )
     grouped = rows.groupBy("_key").agg(
@@ -318,7 +512,7 @@ def _records_app(df: DataFrame) -> DataFrame:
 
 
 def _records_call_center(df: DataFrame) -> DataFrame:
-    rows = df.withColumns({"_ts": to_utc("ts_start"), "_key": blank_to_null("case_id")})
+    rows = df.withColumns({"_ts": to_utc("ts_start"), "_key": record_key(CALL_CENTER.name)})
     grouped = rows.groupBy("_key").agg(
         latest(clean_name("caller_name")).alias("full_name"),
         latest(blank_to_null("caller_number")).alias("_phone_raw"),
@@ -329,9 +523,7 @@ def _records_call_center(df: DataFrame) -> DataFrame:
 
 
 def _records_social(df: DataFrame) -> DataFrame:
-    rows = df.withColumns(
-        {"_ts": to_utc("ts"), "_key": F.lower(F.regexp_replace(blank_to_null("handle"), "^@", ""))}
-    )
+    rows = df.withColumns({"_ts": to_utc("ts"), "_key": record_key(SOCIAL.name)})
     inbound = F.lower(F.col("direction")) != "outbound"
     text = F.when(inbound, F.col("text"))
     grouped = rows.groupBy("_key").agg(
@@ -422,7 +614,7 @@ def _lineage() -> list[Column]:
 
 
 def _interactions_pos(df: DataFrame) -> DataFrame:
-    key = blank_to_null("loyalty_card")
+    key = record_key(POS.name)
     lines = F.split(F.coalesce("basket", F.lit("")), r"\|")
     categories = F.array_join(
         F.array_distinct(
@@ -449,14 +641,14 @@ def _interactions_pos(df: DataFrame) -> DataFrame:
 
 
 def _interactions_web(df: DataFrame) -> DataFrame:
-    key = F.lower(blank_to_null("login_email"))
+    key = record_key(WEB.name)
     failed = F.lower(F.col("return_request.status")) == "failed"
     return df.select(
         F.concat(F.lit("web:"), "event_id").alias("interaction_id"),
         F.lit(WEB.name).alias("source"),
         F.lit(WEB.channel).alias("channel"),
         F.when(key.isNotNull(), F.concat(F.lit("web:"), key)).alias("record_id"),
-        F.col("cookie_id").alias("_anon_key"),
+        F.col(ANONYMOUS_KEYS[WEB.name]).alias("_anon_key"),
         to_utc("ts").alias("ts"),
         F.lower("event_type").alias("type"),
         F.lower(F.coalesce("return_request.status", F.lit(None))).alias("status"),
@@ -477,13 +669,13 @@ def _order_categories() -> Column:
 
 
 def _interactions_app(df: DataFrame) -> DataFrame:
-    key = blank_to_null("account_id")
+    key = record_key(APP.name)
     return df.select(
         F.concat(F.lit("app:"), "event_id").alias("interaction_id"),
         F.lit(APP.name).alias("source"),
         F.lit(APP.channel).alias("channel"),
         F.when(key.isNotNull(), F.concat(F.lit("app:"), key)).alias("record_id"),
-        F.col("device_id").alias("_anon_key"),
+        F.col(ANONYMOUS_KEYS[APP.name]).alias("_anon_key"),
         to_utc("ts").alias("ts"),
         F.lower("event_type").alias("type"),
         F.col("order.amount").cast("decimal(12,2)").alias("amount"),
@@ -514,7 +706,7 @@ def _interactions_call_center(df: DataFrame) -> DataFrame:
 
 
 def _interactions_social(df: DataFrame) -> DataFrame:
-    handle = F.lower(F.regexp_replace(blank_to_null("handle"), "^@", ""))
+    handle = record_key(SOCIAL.name)
     direction = F.coalesce(F.lower(blank_to_null("direction")), F.lit("inbound"))
     return df.select(
         F.concat(F.lit("social:"), "message_id").alias("interaction_id"),

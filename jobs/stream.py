@@ -115,14 +115,10 @@ def stream_ingest(
     started = time.monotonic()
     summary = StreamSummary(once, {name: SourceReport(name) for name in STREAM_SOURCES})
     landing_uri = landing_root(spark, settings)
-    micro_batches = MicroBatches(settings, landing_uri, summary, progress or log.info)
+    ingest = _IngestEvents(settings, landing_uri, summary, progress or log.info)
+    micro_batches = MicroBatches(ingest)
     query = start_query(spark, settings, landing_uri, micro_batches, once)
-    try:
-        wait_for_end(query, stop or threading.Event())
-    finally:
-        micro_batches.close()
-        query.stop()
-    raise_failure(query, micro_batches)
+    run_until_done(query, micro_batches, stop)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -155,36 +151,27 @@ def start_query(
 
 
 class MicroBatches:
-    """The ``foreachBatch`` function: ingests a micro-batch and adds it to the summary.
+    """A ``foreachBatch`` function that can be told to stop: runs ``work`` on each micro-batch.
 
     Once :meth:`close` was called it starts no new micro-batch, and :meth:`close` waits for the
     running one to finish its writes, so stopping the query afterwards interrupts nothing.
     """
 
-    def __init__(
-        self, settings: Settings, landing_uri: str, summary: StreamSummary, progress: Progress
-    ) -> None:
-        self._settings = settings
-        self._landing_uri = landing_uri
-        self._summary = summary
-        self._progress = progress
+    def __init__(self, work: Callable[[DataFrame, int], None]) -> None:
+        self._work = work
         self._state = threading.Condition()
         self._running = 0
         self._closed = False
         self.refused = False
 
-    def __call__(self, text: DataFrame, micro_batch: int) -> None:
+    def __call__(self, frame: DataFrame, micro_batch: int) -> None:
         with self._state:
             if self._closed:
                 self.refused = True
                 raise StreamStopping(f"micro-batch {micro_batch} is left for the next start")
             self._running += 1
         try:
-            started = time.monotonic()
-            reports = ingest_micro_batch(
-                text.sparkSession, self._settings, self._landing_uri, text, micro_batch
-            )
-            self._record(micro_batch, reports, time.monotonic() - started)
+            self._work(frame, micro_batch)
         finally:
             with self._state:
                 self._running -= 1
@@ -196,12 +183,29 @@ class MicroBatches:
             self._closed = True
             self._state.wait_for(lambda: self._running == 0)
 
-    def _record(self, micro_batch: int, reports: dict[str, SourceReport], seconds: float) -> None:
-        with self._state:
+
+class _IngestEvents:
+    """The stream's work per micro-batch: ingest its lines, add them to the summary."""
+
+    def __init__(
+        self, settings: Settings, landing_uri: str, summary: StreamSummary, progress: Progress
+    ) -> None:
+        self._settings = settings
+        self._landing_uri = landing_uri
+        self._summary = summary
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def __call__(self, text: DataFrame, micro_batch: int) -> None:
+        started = time.monotonic()
+        reports = ingest_micro_batch(
+            text.sparkSession, self._settings, self._landing_uri, text, micro_batch
+        )
+        with self._lock:
             self._summary.micro_batches += 1
             for name, report in reports.items():
                 add_report(self._summary.sources[name], report)
-        self._progress(progress_line(micro_batch, reports, seconds))
+        self._progress(progress_line(micro_batch, reports, time.monotonic() - started))
 
 
 def ingest_micro_batch(
@@ -267,6 +271,19 @@ def progress_line(micro_batch: int, reports: dict[str, SourceReport], seconds: f
             part += f", {r.skipped_files} file(s) already ingested"
         parts.append(part)
     return f"micro-batch {micro_batch}: {'; '.join(parts) or 'no lines'} ({seconds:.1f} s)"
+
+
+def run_until_done(
+    query: StreamingQuery, micro_batches: MicroBatches, stop: threading.Event | None
+) -> None:
+    """Wait for the query to end (or ``stop``), stop it between micro-batches, and raise if a
+    micro-batch failed."""
+    try:
+        wait_for_end(query, stop or threading.Event())
+    finally:
+        micro_batches.close()
+        query.stop()
+    raise_failure(query, micro_batches)
 
 
 def wait_for_end(query: StreamingQuery, stop: threading.Event) -> None:

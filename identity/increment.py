@@ -1,0 +1,440 @@
+"""Resolve new records as they arrive: join an existing customer, or become a new one.
+
+The micro-batch path (``jobs.microbatch``) calls :func:`resolve_increment` with the records a
+micro-batch created or changed. Records already in gold.identity_xref keep their customer id
+(a changed record that would now belong elsewhere is the nightly run's to move). Each new
+record is scored with the saved model, never retrained here:
+
+- against the resolved records as gold.identity_features holds them (the batch run writes
+  every record's linkage features there; increments add theirs), with Splink's incremental
+  primitives (``predict_between``, the same prediction blocking rules, so the deterministic
+  keys — same email, same phone — bring the same candidates as in the batch run; term
+  frequencies come from the resolved records), and
+- against the other new records of the micro-batch (``predict_within``).
+
+Pairs at or above the match threshold are clustered as the batch run clusters them: the
+over-merge guard of :mod:`identity.cluster` applies, with every resolved customer a group of
+its own records. A new group linked to no customer gets a new id by the batch rule (the hash
+of its smallest record id, salted if that id was ever issued); a group linked to one customer
+joins it. A group linked to several customers (a new record that bridges two people's records)
+is not a merge the increment may decide: it joins the customer with the most records, the id
+that would survive the merge, and the next batch run (``omnicdp identity resolve``) performs
+the merge and records it in gold.customer_id_history. The count of such records is reported
+as ``undecided``.
+
+A new record's features are computed with the resolved records that share its email, phone
+or full name, so the counts some features take over other records (placeholder emails,
+namesakes, household phones) are the batch run's. Resolved records keep the features the
+batch run gave them until the next batch run.
+
+Writes, each idempotent, so a micro-batch replayed after a crash converges on the same rows:
+the new records' features are upserted into gold.identity_features, the new scored pairs
+are inserted into gold.identity_links (keyed by the pair), the touched
+customers' gold.identity_xref rows and gold.customer_profile rows are replaced in one commit
+each (:func:`identity.storage.replace_customer_rows`). The links and xref rows carry this
+increment's ``resolved_at``; profiles carry the model version.
+
+Only the micro-batch's records, their candidate pairs and the records of the customers they
+link to reach the driver (for the guard's union-find), never a whole table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from splink import Linker
+
+from identity.artifact import SavedModel, load_model
+from identity.cluster import classify_links, guarded_components
+from identity.features import build_features
+from identity.linker import open_linker
+from identity.predict import LINK_MIN_PROBABILITY, links_table
+from identity.profile import profile_table
+from identity.stable_ids import new_id, previous_ids
+from identity.storage import read_table, replace_customer_rows, table_exists
+from identity.survivorship import load_survivorship_rules
+from jobs.catalog import (
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_IDENTITY_FEATURES,
+    GOLD_IDENTITY_LINKS,
+    GOLD_IDENTITY_XREF,
+    SILVER_CUSTOMER_RECORDS,
+    SILVER_INTERACTIONS,
+)
+from jobs.settings import Settings
+from schemas.tables import IDENTITY_XREF, conform
+
+log = logging.getLogger(__name__)
+
+_ASSIGNED_SCHEMA = "record_id string, customer_id string, undecided boolean"
+
+
+class NoModelError(RuntimeError):
+    """Incremental resolution needs a model and a first batch resolution to match against."""
+
+
+@dataclass(frozen=True)
+class IdentityIncrement:
+    """What one increment did (counts only, no PII) and the customers it touched."""
+
+    customers: DataFrame  # customer_id: every customer whose records or activity changed
+    new_records: int
+    joined: int  # new records that joined an existing customer
+    new_customers: int
+    undecided: int  # new records linked to several customers: merged by the next batch run
+    links: int  # scored pairs inserted into gold.identity_links
+    seconds: float
+
+
+def resolve_increment(
+    spark: SparkSession, settings: Settings, record_ids: DataFrame, affected: DataFrame
+) -> IdentityIncrement:
+    """Assign customer ids to the new ones among ``record_ids`` and refresh the profiles of
+    every customer owning one of ``affected`` (both one-column ``record_id`` frames)."""
+    started = time.monotonic()
+    survivorship = load_survivorship_rules(settings.survivorship_rules)
+    model = _saved_model(spark, settings)
+    resolved_at = datetime.now(UTC).replace(microsecond=0)
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
+    new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
+    assigned, links = _assign(spark, settings, model, new, resolved_at)
+    touched = (
+        assigned.select("customer_id")
+        .unionByName(xref.join(affected, "record_id", "left_semi").select("customer_id"))
+        .distinct()
+        .localCheckpoint()
+    )
+    _write_xref(spark, settings, xref, assigned, touched, resolved_at)
+    _write_profiles(spark, settings, touched, model, resolved_at, survivorship)
+    counts = _counts(assigned, xref)
+    return IdentityIncrement(
+        customers=touched,
+        new_records=counts["new_records"],
+        joined=counts["joined"],
+        new_customers=counts["new_customers"],
+        undecided=counts["undecided"],
+        links=links,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _saved_model(spark: SparkSession, settings: Settings) -> SavedModel:
+    """The model of the last batch run; an increment never trains one."""
+    for table in (GOLD_IDENTITY_XREF, GOLD_IDENTITY_FEATURES):
+        if not table_exists(spark, settings, table):
+            raise NoModelError(
+                f"{table.qualified_name} does not exist: run `omnicdp identity resolve` once "
+                "before resolving increments"
+            )
+    model = load_model(settings.resolved_model_path)
+    if model is None or not model.is_current_spec:
+        raise NoModelError(
+            f"no current identity model at {settings.resolved_model_path}: run `omnicdp "
+            "identity resolve` (it trains one) before resolving increments"
+        )
+    return model
+
+
+def _assign(
+    spark: SparkSession,
+    settings: Settings,
+    model: SavedModel,
+    new: DataFrame,
+    resolved_at: datetime,
+) -> tuple[DataFrame, int]:
+    """``(record_id, customer_id, undecided)`` for the new records, and links inserted."""
+    if new.isEmpty():
+        return spark.createDataFrame([], _ASSIGNED_SCHEMA), 0
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
+    resolved = read_table(spark, settings, GOLD_IDENTITY_FEATURES).join(
+        xref, "record_id", "left_semi"
+    )
+    fresh = _new_features(spark, settings, new, resolved)
+    with open_linker(spark, settings, resolved, model.splink_settings) as (linker, written):
+        pairs = _score_new_records(linker, written, fresh)
+        links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
+        inserted = _insert_links(spark, settings, links)
+        strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
+        assigned = _cluster(spark, settings, strong, fresh, written, xref)
+    _upsert(spark, fresh, GOLD_IDENTITY_FEATURES.path(settings), "record_id")
+    return assigned, inserted
+
+
+def _new_features(
+    spark: SparkSession, settings: Settings, new: DataFrame, resolved: DataFrame
+) -> DataFrame:
+    """Linkage features of the new records.
+
+    Some features count over other records (an email given under many names is a
+    placeholder; how many people carry a name; how many given names come with a phone), so
+    the new records are described together with the resolved records that share an email, a
+    phone or a full name with them: the counts are the ones a batch run would see.
+    """
+    records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS)
+    interactions = read_table(spark, settings, SILVER_INTERACTIONS)
+
+    def described(ids: DataFrame) -> DataFrame:
+        return build_features(
+            records.join(ids, "record_id", "left_semi"),
+            interactions.join(ids, "record_id", "left_semi"),
+        )
+
+    alone = described(new).select("email", "phone", "name_concat").localCheckpoint()
+    sharing = [
+        resolved.join(alone.select(key).where(F.col(key).isNotNull()).distinct(), key, "left_semi")
+        for key in ("email", "phone", "name_concat")
+    ]
+    neighbourhood = new
+    for frame in sharing:
+        neighbourhood = neighbourhood.unionByName(frame.select("record_id"))
+    return described(neighbourhood.distinct()).join(new, "record_id", "left_semi").localCheckpoint()
+
+
+def _upsert(spark: SparkSession, rows: DataFrame, path: str, key: str) -> None:
+    """Insert or update ``rows`` by ``key`` in the Delta table at ``path`` (one commit)."""
+    from delta.tables import DeltaTable
+
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(rows.alias("s"), f"t.`{key}` = s.`{key}`")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def _score_new_records(linker: Linker, resolved: DataFrame, fresh: DataFrame) -> DataFrame:
+    """Scored pairs of each new record with the ``resolved`` records (the linker's input) and
+    with the other new ones; term frequencies are the resolved records'."""
+    for column in linker._settings_obj._term_frequency_columns:  # no public accessor in Splink 5
+        linker.table_management.compute_tf_table(column.unquote().name)
+    new_records = linker.table_management.register_table(fresh, "__omnicdp_new_records")
+    resolved_records = linker.table_management.register_table(
+        resolved, "__omnicdp_resolved_records"
+    )
+    between = linker.inference.predict_between(
+        resolved_records, new_records, threshold_match_probability=LINK_MIN_PROBABILITY
+    )
+    within = linker.inference.predict_within(
+        new_records, threshold_match_probability=LINK_MIN_PROBABILITY
+    )
+    return between.as_spark_dataframe().unionByName(within.as_spark_dataframe())
+
+
+def _ordered(links: DataFrame) -> DataFrame:
+    """Each pair with the smaller record id on the left, as the batch run writes them."""
+    swap = F.col("record_id_l") > F.col("record_id_r")
+    sided = {"record_id", "source"}
+    columns = []
+    for name in links.columns:
+        stem, _, side = name.rpartition("_")
+        if stem in sided and side in ("l", "r"):
+            other = f"{stem}_{'r' if side == 'l' else 'l'}"
+            columns.append(F.when(swap, F.col(other)).otherwise(F.col(name)).alias(name))
+        else:
+            columns.append(F.col(name))
+    return links.select(*columns)
+
+
+def _insert_links(spark: SparkSession, settings: Settings, links: DataFrame) -> int:
+    """Insert pairs gold.identity_links does not have yet; the number inserted."""
+    from delta.tables import DeltaTable
+
+    target = DeltaTable.forPath(spark, GOLD_IDENTITY_LINKS.path(settings))
+    before = target.history(1).first().version
+    (
+        target.alias("t")
+        .merge(
+            links.alias("s"),
+            "t.record_id_l = s.record_id_l AND t.record_id_r = s.record_id_r",
+        )
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    commit = target.history(1).select("version", "operationMetrics").first()
+    if commit.version == before:
+        return 0
+    return int(commit.operationMetrics.get("numTargetRowsInserted", 0))
+
+
+def _cluster(
+    spark: SparkSession,
+    settings: Settings,
+    strong: DataFrame,
+    fresh: DataFrame,
+    features: DataFrame,
+    xref: DataFrame,
+) -> DataFrame:
+    """Group the new records with the guard, each linked customer as one group (module doc)."""
+    new_ids = {r.record_id for r in fresh.select("record_id").toLocalIterator()}
+    rows = list(strong.toLocalIterator())
+    linked_records = {r.record_id_l for r in rows} | {r.record_id_r for r in rows}
+    owners = (
+        xref.where(F.col("record_id").isin(sorted(linked_records - new_ids)))
+        .select("customer_id")
+        .distinct()
+    )
+    members = xref.join(owners, "customer_id", "left_semi").join(
+        features.select("record_id", "phone", "dob"), "record_id", "left"
+    )
+    attributes: dict[str, tuple[Any, Any]] = {}
+    customer_of: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for m in members.toLocalIterator():
+        attributes[m.record_id] = (m.phone, m.dob)
+        customer_of[m.record_id] = m.customer_id
+        sizes[m.customer_id] = sizes.get(m.customer_id, 0) + 1
+    for f in fresh.select("record_id", "phone", "dob").toLocalIterator():
+        attributes[f.record_id] = (f.phone, f.dob)
+    groups = guarded_components(_with_membership(rows, customer_of), attributes)
+    return _ids_for_groups(spark, settings, groups, new_ids, customer_of, sizes)
+
+
+@dataclass(frozen=True)
+class _Link:
+    record_id_l: str
+    record_id_r: str
+    match_probability: float
+    corroborated: bool
+
+
+def _with_membership(rows: list[Any], customer_of: dict[str, str]) -> list[Any]:
+    """The scored links plus one certain link from each resolved record to the first record of
+    its customer, so a customer enters the union-find as the group it already is."""
+    first: dict[str, str] = {}
+    for record, customer in sorted(customer_of.items()):
+        first.setdefault(customer, record)
+    membership = [
+        _Link(first[customer], record, 1.0, True)
+        for record, customer in customer_of.items()
+        if record != first[customer]
+    ]
+    return [*rows, *membership]
+
+
+def _ids_for_groups(
+    spark: SparkSession,
+    settings: Settings,
+    groups: dict[str, str],
+    new_ids: set[str],
+    customer_of: dict[str, str],
+    sizes: dict[str, int],
+) -> DataFrame:
+    """``record_id, customer_id, undecided`` for the new records of each group."""
+    customers_in: dict[str, set[str]] = {}
+    for record, root in groups.items():
+        if record in customer_of:
+            customers_in.setdefault(root, set()).add(customer_of[record])
+    rows = []
+    fresh_groups: dict[str, str] = {}
+    for record in sorted(new_ids):
+        root = groups.get(record, record)
+        linked = customers_in.get(root, set())
+        if linked:
+            survivor = min(linked, key=lambda c: (-sizes[c], c))
+            rows.append((record, survivor, len(linked) > 1))
+        else:
+            fresh_groups.setdefault(root, record)  # records are sorted: the group's smallest
+            rows.append((record, None, False))
+    keys = _new_customer_ids(spark, settings, sorted(set(fresh_groups.values())))
+    assigned = [
+        (record, customer or keys[fresh_groups[groups.get(record, record)]], undecided)
+        for record, customer, undecided in rows
+    ]
+    return spark.createDataFrame(assigned, _ASSIGNED_SCHEMA)
+
+
+def _new_customer_ids(spark: SparkSession, settings: Settings, keys: list[str]) -> dict[str, str]:
+    """A new id per group key (its smallest record id), by the batch run's rule."""
+    if not keys:
+        return {}
+    previous = previous_ids(spark, settings)
+    candidates = spark.createDataFrame([(k,) for k in keys], "cluster_key string")
+    plain = candidates.withColumn("customer_id", new_id(F.col("cluster_key")))
+    taken = plain.join(previous.issued, "customer_id", "left_semi").select("cluster_key")
+    salted = F.concat_ws("#", "cluster_key", F.lit(str(previous.version)))
+    chosen = plain.join(taken.withColumn("_taken", F.lit(True)), "cluster_key", "left").select(
+        "cluster_key",
+        F.when(F.col("_taken").isNull(), F.col("customer_id"))
+        .otherwise(new_id(salted))
+        .alias("customer_id"),
+    )
+    return {r.cluster_key: r.customer_id for r in chosen.collect()}  # one row per new group
+
+
+def _write_xref(
+    spark: SparkSession,
+    settings: Settings,
+    xref: DataFrame,
+    assigned: DataFrame,
+    touched: DataFrame,
+    resolved_at: datetime,
+) -> None:
+    """Replace the touched customers' xref rows: their records, new ones included, with the
+    cluster size they now have."""
+    full = read_table(spark, settings, GOLD_IDENTITY_XREF)
+    kept = full.join(touched, "customer_id", "left_semi").select(
+        "record_id", "source", "customer_id", "resolved_at"
+    )
+    records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).select("record_id", "source")
+    added = (
+        assigned.join(xref, "record_id", "left_anti")
+        .join(records, "record_id")
+        .select(
+            "record_id",
+            "source",
+            "customer_id",
+            F.lit(resolved_at).cast("timestamp").alias("resolved_at"),
+        )
+    )
+    rows = kept.unionByName(added)
+    sized = rows.withColumn(
+        "cluster_size", F.count(F.lit(1)).over(Window.partitionBy("customer_id")).cast("long")
+    )
+    replace_customer_rows(
+        spark, settings, GOLD_IDENTITY_XREF, touched, conform(sized, IDENTITY_XREF), ["record_id"]
+    )
+
+
+def _write_profiles(
+    spark: SparkSession,
+    settings: Settings,
+    touched: DataFrame,
+    model: SavedModel,
+    resolved_at: datetime,
+    survivorship: Any,
+) -> None:
+    """Rebuild the touched customers' golden records with the batch run's survivorship."""
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).join(touched, "customer_id", "left_semi")
+    records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).join(
+        xref.select("record_id"), "record_id", "left_semi"
+    )
+    profiles = profile_table(records, xref, model.model_version, resolved_at, survivorship)
+    replace_customer_rows(
+        spark, settings, GOLD_CUSTOMER_PROFILE, touched, profiles, ["customer_id"]
+    )
+
+
+def _counts(assigned: DataFrame, xref_before: DataFrame) -> dict[str, int]:
+    """New records, how many joined an existing customer or were undecided, new customers."""
+    existing = xref_before.select("customer_id").distinct().withColumn("_existing", F.lit(True))
+    row = (
+        assigned.join(existing, "customer_id", "left")
+        .agg(
+            F.count(F.lit(1)).alias("new_records"),
+            F.sum(F.col("_existing").isNotNull().cast("int")).alias("joined"),
+            F.countDistinct(F.when(F.col("_existing").isNull(), F.col("customer_id"))).alias(
+                "new_customers"
+            ),
+            F.sum(F.col("undecided").cast("int")).alias("undecided"),
+        )
+        .first()
+    )
+    return {k: int(row[k] or 0) for k in ("new_records", "joined", "new_customers", "undecided")}

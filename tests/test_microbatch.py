@@ -1,0 +1,307 @@
+"""Micro-batches end to end: new web and app events reach the serving store, exactly once.
+
+One small simulated lakehouse is built the nightly way (batch ingest, standardize, train,
+resolve, curate, segments, publish) from every file except the last day's web and app events.
+Those then land and go through ``omnicdp stream --once`` and ``omnicdp microbatch --once``, as
+the ``omnicdp_microbatch`` DAG runs them. Copies of the lakehouse try the rest: a micro-batch
+killed half-way, and the nightly batch reconciling what the increments assigned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from identity import resolve_identities, train_model
+from jobs.catalog import (
+    GOLD_AGENT_CONTEXT,
+    GOLD_CUSTOMER_ID_HISTORY,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_IDENTITY_XREF,
+    SILVER_CUSTOMER_RECORDS,
+    SILVER_INTERACTIONS,
+    Table,
+)
+from jobs.cli import main
+from jobs.curate import curate
+from jobs.ingest import ingest_batch
+from jobs.publish import publish
+from jobs.segments import build_segments
+from jobs.settings import Settings
+from jobs.simulate import simulate
+from jobs.standardize import standardize
+from serving.store import open_store
+from tests.test_dags import EMAIL, airflow, airflow_env, migrated_home, output_of, task_states
+
+PEOPLE = 80
+HELD_SOURCES = ("web", "app")
+WATCHED = (
+    SILVER_CUSTOMER_RECORDS,
+    SILVER_INTERACTIONS,
+    GOLD_IDENTITY_XREF,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_AGENT_CONTEXT,
+)
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    settings: Settings
+    held: Path  # the last day's web and app folders, not landed yet
+    nightly: Path  # a copy of the lakehouse as the nightly run left it
+
+
+@dataclass(frozen=True)
+class Incremented:
+    base: Lakehouse
+    settings: Settings
+    held_files: list[str]
+    airflow_home: Path
+    output: str
+
+
+def cli(settings: Settings, *args: str) -> int:
+    return main(["--lakehouse", str(settings.lakehouse), "--landing", str(settings.landing), *args])
+
+
+def land_held(base: Lakehouse, settings: Settings) -> list[str]:
+    """Move the held day's files into ``settings.landing``; their ``source_file`` names."""
+    files = []
+    for day in sorted(base.held.glob("*/*")):
+        target = settings.landing / day.parent.name / day.name
+        shutil.copytree(day, target, dirs_exist_ok=True)
+        files += [f"{day.parent.name}/{day.name}/{f.name}" for f in day.iterdir()]
+    return files
+
+
+def copy_nightly(base: Lakehouse, workdir: Path) -> Settings:
+    """A private copy of the nightly lakehouse (and its landing files) to change freely."""
+    shutil.copytree(base.nightly, workdir / "lakehouse")
+    shutil.copytree(base.settings.landing, workdir / "landing", ignore=_held_days(base))
+    return base.settings.model_copy(
+        update={"lakehouse": workdir / "lakehouse", "landing": workdir / "landing"}
+    )
+
+
+def _held_days(base: Lakehouse):
+    """copytree's ignore: the held day folders (the fixture's landing has them by now)."""
+    held = {day.name for day in base.held.glob("*/*")}
+    return lambda folder, names: [
+        n for n in names if n in held and Path(folder).name in HELD_SOURCES
+    ]
+
+
+def version(spark: SparkSession, settings: Settings, table: Table) -> int:
+    return DeltaTable.forPath(spark, table.path(settings)).history(1).first().version
+
+
+def read(spark: SparkSession, settings: Settings, table: Table):
+    return spark.read.format("delta").load(table.path(settings))
+
+
+@pytest.fixture(scope="module")
+def lakehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lakehouse:
+    root = tmp_path_factory.mktemp("microbatch")
+    settings = Settings(
+        lakehouse=root / "lakehouse",
+        landing=root / "landing",
+        spark_master="local[2]",
+        shuffle_partitions=4,
+    )
+    simulate(settings.landing, people=PEOPLE, seed=11, days=3)
+    held = root / "held"
+    for source in HELD_SOURCES:
+        last_day = sorted((settings.landing / source).iterdir())[-1]
+        shutil.move(last_day, held / source / last_day.name)
+    ingest_batch(spark, settings)
+    standardize(spark, settings)
+    train_model(spark, settings)
+    resolve_identities(spark, settings)
+    curate(spark, settings)
+    build_segments(spark, settings)
+    publish(spark, settings)
+    nightly = root / "nightly"
+    shutil.copytree(settings.lakehouse, nightly)
+    return Lakehouse(settings, held, nightly)
+
+
+@pytest.fixture(scope="module")
+def incremented(lakehouse: Lakehouse, tmp_path_factory: pytest.TempPathFactory) -> Incremented:
+    """The held files land and a real ``airflow dags test omnicdp_microbatch`` carries them."""
+    settings = lakehouse.settings
+    held_files = land_held(lakehouse, settings)
+    home = migrated_home(tmp_path_factory.mktemp("microbatch_airflow"))
+    result = airflow(
+        "dags", "test", "omnicdp_microbatch", env=airflow_env(home, settings), timeout=1200
+    )
+    assert result.returncode == 0, output_of(result)[-5000:]
+    return Incremented(lakehouse, settings, held_files, home, output_of(result))
+
+
+@pytest.fixture
+def same_session_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI builds settings from the environment; keep the test session's Spark tuning."""
+    monkeypatch.setenv("OMNICDP_SPARK_MASTER", "local[2]")
+    monkeypatch.setenv("OMNICDP_SHUFFLE_PARTITIONS", "4")
+
+
+def test_the_dag_runs_both_steps_once(incremented: Incremented) -> None:
+    assert task_states(incremented.airflow_home, "omnicdp_microbatch") == {
+        "stream_events": ("success", 1),
+        "apply_increments": ("success", 1),
+    }
+    assert not EMAIL.search(incremented.output)
+
+
+def test_new_events_reach_the_serving_store(spark: SparkSession, incremented: Incremented) -> None:
+    settings = incremented.settings
+    new = (
+        read(spark, settings, SILVER_INTERACTIONS)
+        .where(F.col("source_file").isin(incremented.held_files) & F.col("record_id").isNotNull())
+        .join(read(spark, settings, GOLD_IDENTITY_XREF), "record_id")
+        .select("customer_id", "interaction_id")
+        .collect()
+    )
+    assert len(new) > 50
+    generation = open_store(settings.resolved_serving_url).current()
+    assert generation is not None
+    for customer_id in sorted({r.customer_id for r in new})[:20]:
+        served = {
+            json.loads(e)["interaction_id"] for e in generation.timeline(customer_id, 500, None)
+        }
+        expected = {r.interaction_id for r in new if r.customer_id == customer_id}
+        assert expected <= served, customer_id
+        assert generation.customer(customer_id) is not None
+    assert (
+        "micro-batch" in incremented.microbatch_out or "new records" in incremented.microbatch_out
+    )
+
+
+def test_every_line_is_in_silver_once_and_every_record_has_one_customer(
+    spark: SparkSession, incremented: Incremented
+) -> None:
+    settings = incremented.settings
+    interactions = read(spark, settings, SILVER_INTERACTIONS)
+    assert interactions.groupBy("interaction_id").count().where("count > 1").isEmpty()
+    bronze_held = interactions.where(F.col("source_file").isin(incremented.held_files)).count()
+    assert bronze_held > 0
+    xref = read(spark, settings, GOLD_IDENTITY_XREF)
+    records = read(spark, settings, SILVER_CUSTOMER_RECORDS)
+    assert xref.groupBy("record_id").count().where("count > 1").isEmpty()
+    assert records.join(xref, "record_id", "left_anti").isEmpty()
+    profiles = read(spark, settings, GOLD_CUSTOMER_PROFILE)
+    assert (
+        xref.select("customer_id").distinct().join(profiles, "customer_id", "left_anti").isEmpty()
+    )
+
+
+@pytest.mark.usefixtures("same_session_env")
+def test_replaying_the_same_files_changes_nothing(
+    spark: SparkSession, incremented: Incremented
+) -> None:
+    settings = incremented.settings
+    before = {t: version(spark, settings, t) for t in WATCHED}
+    land_held(incremented.base, settings)
+    assert cli(settings, "stream", "--once") == 0
+    assert cli(settings, "microbatch", "--once") == 0
+    assert {t: version(spark, settings, t) for t in WATCHED} == before
+
+
+@pytest.mark.usefixtures("same_session_env")
+def test_a_killed_micro_batch_is_completed_by_the_restart(
+    spark: SparkSession, incremented: Incremented, tmp_path: Path
+) -> None:
+    settings = copy_nightly(incremented.base, tmp_path)
+    land_held(incremented.base, settings)
+    assert cli(settings, "stream", "--once") == 0
+    start = version(spark, settings, SILVER_INTERACTIONS)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "--lakehouse",
+            str(settings.lakehouse),
+            "--landing",
+            str(settings.landing),
+            "microbatch",
+            "--once",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMNICDP_SPARK_MASTER": "local[1]"},
+    )
+    deadline = time.monotonic() + 300
+    while version(spark, settings, SILVER_INTERACTIONS) == start:
+        assert process.poll() is None, "the micro-batch ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = {t: version(spark, settings, t) for t in (GOLD_IDENTITY_XREF, GOLD_AGENT_CONTEXT)}
+    assert cli(settings, "microbatch", "--once") == 0
+    assert {t: version(spark, settings, t) for t in killed_at} != killed_at
+
+    expected = read(spark, incremented.settings, GOLD_IDENTITY_XREF).select(
+        "record_id", "customer_id"
+    )
+    got = read(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
+    assert sorted(got.collect()) == sorted(expected.collect())
+    served = open_store(settings.resolved_serving_url).current()
+    reference = open_store(incremented.settings.resolved_serving_url).current()
+    for row in got.select("customer_id").distinct().orderBy("customer_id").limit(40).collect():
+        mine = [
+            json.loads(e)["interaction_id"] for e in served.timeline(row.customer_id, 500, None)
+        ]
+        theirs = [
+            json.loads(e)["interaction_id"] for e in reference.timeline(row.customer_id, 500, None)
+        ]
+        assert mine == theirs, row.customer_id
+        assert len(mine) == len(set(mine))
+
+
+def test_the_nightly_run_agrees_with_the_increments_and_records_every_change(
+    spark: SparkSession, incremented: Incremented, tmp_path: Path
+) -> None:
+    settings = incremented.settings.model_copy(update={"lakehouse": tmp_path / "lakehouse"})
+    shutil.copytree(incremented.settings.lakehouse, settings.lakehouse)  # model included
+    incremental = (
+        read(spark, settings, GOLD_IDENTITY_XREF)
+        .select("record_id", F.col("customer_id").alias("incremental_id"))
+        .localCheckpoint()
+    )
+    standardize(spark, settings)
+    summary = resolve_identities(spark, settings)
+    assert not summary.trained
+    nightly = read(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
+    compared = incremental.join(nightly, "record_id")
+    total = compared.count()
+    moved = compared.where(F.col("incremental_id") != F.col("customer_id"))
+    assert total == incremental.count()
+    assert moved.count() <= 0.01 * total
+    history = read(spark, settings, GOLD_CUSTOMER_ID_HISTORY).where(
+        F.col("changed_at") == F.lit(summary_time(spark, settings))
+    )
+    unrecorded = moved.join(
+        history.select(F.col("previous_id").alias("incremental_id")), "incremental_id", "left_anti"
+    )
+    assert unrecorded.isEmpty()
+
+
+def summary_time(spark: SparkSession, settings: Settings):
+    """When the last resolution ran (the xref's resolved_at)."""
+    return read(spark, settings, GOLD_IDENTITY_XREF).agg(F.max("resolved_at")).first()[0]
