@@ -57,7 +57,7 @@ from identity.linker import open_linker
 from identity.predict import LINK_MIN_PROBABILITY, links_table
 from identity.profile import profile_table
 from identity.stable_ids import new_id, previous_ids
-from identity.storage import read_table, replace_customer_rows, table_exists
+from identity.storage import read_table, replace_customer_rows, table_exists, upsert_rows
 from identity.survivorship import load_survivorship_rules
 from jobs.catalog import (
     GOLD_CUSTOMER_PROFILE,
@@ -152,17 +152,23 @@ def _assign(
     if new.isEmpty():
         return spark.createDataFrame([], _ASSIGNED_SCHEMA), 0
     xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
+    # Holds the resolved records (batch runs write them all, increments add theirs, erasure
+    # deletes them), and a scan needs no materializing for Splink. The new records are left
+    # out: a replayed micro-batch may have stored their features before it was killed.
     resolved = read_table(spark, settings, GOLD_IDENTITY_FEATURES).join(
-        xref, "record_id", "left_semi"
+        F.broadcast(new), "record_id", "left_anti"
     )
     fresh = _new_features(spark, settings, new, resolved)
-    with open_linker(spark, settings, resolved, model.splink_settings) as (linker, written):
+    with open_linker(spark, settings, resolved, model.splink_settings, materialize=False) as (
+        linker,
+        written,
+    ):
         pairs = _score_new_records(linker, written, fresh)
         links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
         inserted = _insert_links(spark, settings, links)
         strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
         assigned = _cluster(spark, settings, strong, fresh, written, xref)
-    _upsert(spark, fresh, GOLD_IDENTITY_FEATURES.path(settings), "record_id")
+    upsert_rows(spark, settings, GOLD_IDENTITY_FEATURES, fresh, "record_id")
     return assigned, inserted
 
 
@@ -194,20 +200,6 @@ def _new_features(
     for frame in sharing:
         neighbourhood = neighbourhood.unionByName(frame.select("record_id"))
     return described(neighbourhood.distinct()).join(new, "record_id", "left_semi").localCheckpoint()
-
-
-def _upsert(spark: SparkSession, rows: DataFrame, path: str, key: str) -> None:
-    """Insert or update ``rows`` by ``key`` in the Delta table at ``path`` (one commit)."""
-    from delta.tables import DeltaTable
-
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(rows.alias("s"), f"t.`{key}` = s.`{key}`")
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
 
 
 def _score_new_records(linker: Linker, resolved: DataFrame, fresh: DataFrame) -> DataFrame:

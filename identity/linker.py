@@ -55,10 +55,13 @@ def open_linker(
     settings: Settings,
     features: DataFrame,
     model: SettingsCreator | dict[str, Any],
+    materialize: bool = True,
 ) -> Iterator[tuple[Linker, DataFrame]]:
     """Yield a Splink linker over ``features`` with ``model``, and the features as written.
 
-    The linker's tables, the written features included, are removed afterwards.
+    ``materialize=False`` hands Splink ``features`` as they are: for a plain scan of a stored
+    table, which costs nothing to re-plan and would only be copied. The linker's tables, the
+    written features included, are removed afterwards.
     """
     scratch = _scratch_dir(spark)
     db_api = _ScratchSparkAPI(
@@ -68,8 +71,10 @@ def open_linker(
         num_partitions_on_repartition=settings.shuffle_partitions,
     )
     try:
-        features.write.parquet(f"{scratch}/input")
-        written = spark.read.parquet(f"{scratch}/input")
+        written = features
+        if materialize:
+            features.write.parquet(f"{scratch}/input")
+            written = spark.read.parquet(f"{scratch}/input")
         yield Linker(db_api.register(written), model, log_level=None), written
     finally:
         db_api.delete_tables_created_by_splink_from_db()
