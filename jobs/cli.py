@@ -82,16 +82,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_stream(args: argparse.Namespace) -> int:
     from jobs.stream import STREAM_SOURCES, stream_ingest
 
-    settings = _settings(args)
-    spark = _spark(settings)
-    stop = threading.Event()
-    if not args.once:
-        console.log(
-            f"streaming {' + '.join(STREAM_SOURCES)} landing files every "
-            f"{settings.stream_interval_seconds:g} s; Ctrl-C or SIGTERM stops between micro-batches"
-        )
-    with _stop_on_signals(stop):
-        summary = stream_ingest(spark, settings, once=args.once, progress=_progress, stop=stop)
+    what = f"streaming {' + '.join(STREAM_SOURCES)} landing files"
+    summary = _run_micro_batches(args, what, stream_ingest)
     title = (
         f"stream{' --once' if summary.once else ''}: {summary.micro_batches} micro-batch(es) "
         f"in {summary.seconds:.1f} s"
@@ -103,41 +95,23 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_microbatch(args: argparse.Namespace) -> int:
     from jobs.microbatch import run_microbatches
 
-    settings = _settings(args)
-    spark = _spark(settings)
-    stop = threading.Event()
-    if not args.once:
-        console.log(
-            f"carrying new web and app bronze rows to the serving store every "
-            f"{settings.stream_interval_seconds:g} s; Ctrl-C or SIGTERM stops between micro-batches"
-        )
-    with _stop_on_signals(stop):
-        summary = run_microbatches(spark, settings, once=args.once, progress=_progress, stop=stop)
+    what = "carrying new web and app bronze rows to the serving store"
+    summary = _run_micro_batches(args, what, run_microbatches)
+    columns = {
+        "bronze rows": summary.bronze_rows,
+        "records": summary.records,
+        "new records": summary.new_records,
+        "joined": summary.joined,
+        "new customers": summary.new_customers,
+        "undecided": summary.undecided,
+        "customers served": summary.customers,
+    }
     table = RichTable(
-        "bronze rows",
-        "records",
-        "new records",
-        "joined",
-        "new customers",
-        "undecided",
-        "customers served",
+        *columns,
         title=f"microbatch{' --once' if summary.once else ''}: {summary.micro_batches} "
         f"micro-batch(es) in {summary.seconds:.1f} s",
     )
-    table.add_row(
-        *(
-            str(v)
-            for v in (
-                summary.bronze_rows,
-                summary.records,
-                summary.new_records,
-                summary.joined,
-                summary.new_customers,
-                summary.undecided,
-                summary.customers,
-            )
-        )
-    )
+    table.add_row(*(str(v) for v in columns.values()))
     out.print(table)
     if summary.undecided:
         out.print(
@@ -145,6 +119,20 @@ def cmd_microbatch(args: argparse.Namespace) -> int:
             "largest; the next `omnicdp identity resolve` merges the customers and records it"
         )
     return 0
+
+
+def _run_micro_batches(args: argparse.Namespace, what: str, run: Callable[..., Any]) -> Any:
+    """Run a micro-batch job ``--once``, or until Ctrl-C / SIGTERM (said on the console)."""
+    settings = _settings(args)
+    spark = _spark(settings)
+    stop = threading.Event()
+    if not args.once:
+        console.log(
+            f"{what} every {settings.stream_interval_seconds:g} s; Ctrl-C or SIGTERM stops "
+            "between micro-batches"
+        )
+    with _stop_on_signals(stop):
+        return run(spark, settings, once=args.once, progress=_progress, stop=stop)
 
 
 @contextlib.contextmanager
