@@ -110,9 +110,9 @@ def resolve_increment(
         .distinct()
         .localCheckpoint()
     )
+    counts = _counts(assigned, xref)  # before the xref (read lazily here) gets the new ids
     _write_xref(spark, settings, xref, assigned, touched, resolved_at)
     _write_profiles(spark, settings, touched, model, resolved_at, survivorship)
-    counts = _counts(assigned, xref)
     return IdentityIncrement(
         customers=touched,
         new_records=counts["new_records"],
