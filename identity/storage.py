@@ -31,6 +31,23 @@ def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFra
     return spark.read.format("delta").load(table.path(settings))
 
 
+def upsert_rows(
+    spark: SparkSession, settings: Settings, table: Table, rows: DataFrame, key: str
+) -> None:
+    """Insert ``rows`` (one per ``key``) into ``table``, updating the rows already there, in one
+    Delta MERGE: running it again with the same rows leaves the same table."""
+    from delta.tables import DeltaTable
+
+    (
+        DeltaTable.forPath(spark, table.path(settings))
+        .alias("t")
+        .merge(rows.alias("s"), f"t.`{key}` = s.`{key}`")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
 def overwrite_table(df: DataFrame, settings: Settings, table: Table) -> None:
     """Replace ``table`` with ``df`` atomically; the schema follows ``df`` (model changes)."""
     (

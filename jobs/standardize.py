@@ -32,6 +32,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
+from identity.storage import upsert_rows
 from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
 from jobs.settings import Settings
 from schemas.sources import APP, CALL_CENTER, POS, SOCIAL, WEB
@@ -159,7 +160,7 @@ def standardize_increment(
         .select("record_id")
         .localCheckpoint()
     )
-    _merge(spark, interactions, interactions_path, "interaction_id")
+    upsert_rows(spark, settings, SILVER_INTERACTIONS, interactions, "interaction_id")
     records = _union(
         [
             _RECORD_BUILDERS[name](rows).join(
@@ -178,7 +179,7 @@ def standardize_increment(
     records = conform(
         _with_activity(conform(records, CUSTOMER_RECORDS), activity), CUSTOMER_RECORDS
     ).localCheckpoint()
-    _merge(spark, records, SILVER_CUSTOMER_RECORDS.path(settings), "record_id")
+    upsert_rows(spark, settings, SILVER_CUSTOMER_RECORDS, records, "record_id")
     record_ids = records.select("record_id")
     affected = (
         record_ids.unionByName(owners_before)
@@ -211,20 +212,6 @@ def _bronze_slice(
         "left_semi",
     )
     return by_key.unionByName(by_device).dropDuplicates(["source_file", "line_no"])
-
-
-def _merge(spark: SparkSession, rows: DataFrame, path: str, key: str) -> None:
-    """Upsert ``rows`` (one per ``key``) into the Delta table at ``path`` in one commit."""
-    from delta.tables import DeltaTable
-
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(rows.alias("s"), f"t.`{key}` = s.`{key}`")
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
 
 
 def standardized_bronze_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
