@@ -101,9 +101,10 @@ def resolve_increment(
     survivorship = load_survivorship_rules(settings.survivorship_rules)
     model = _saved_model(spark, settings)
     resolved_at = datetime.now(UTC).replace(microsecond=0)
-    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
+    stored = read_table(spark, settings, GOLD_IDENTITY_XREF)
+    xref = stored.select("record_id", "customer_id")
     new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
-    assigned, links = _assign(spark, settings, model, new, resolved_at)
+    assigned, links = _assign(spark, settings, model, new, xref, resolved_at)
     touched = (
         assigned.select("customer_id")
         .unionByName(xref.join(affected, "record_id", "left_semi").select("customer_id"))
@@ -111,7 +112,7 @@ def resolve_increment(
         .localCheckpoint()
     )
     counts = _counts(assigned, xref)  # before the xref (read lazily here) gets the new ids
-    _write_xref(spark, settings, xref, assigned, touched, resolved_at)
+    _write_xref(spark, settings, stored, assigned, touched, resolved_at)
     _write_profiles(spark, settings, touched, model, resolved_at, survivorship)
     return IdentityIncrement(
         customers=touched,
@@ -146,12 +147,12 @@ def _assign(
     settings: Settings,
     model: SavedModel,
     new: DataFrame,
+    xref: DataFrame,
     resolved_at: datetime,
 ) -> tuple[DataFrame, int]:
     """``(record_id, customer_id, undecided)`` for the new records, and links inserted."""
     if new.isEmpty():
         return spark.createDataFrame([], _ASSIGNED_SCHEMA), 0
-    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
     # Holds the resolved records (batch runs write them all, increments add theirs, erasure
     # deletes them), and a scan needs no materializing for Splink. The new records are left
     # out: a replayed micro-batch may have stored their features before it was killed.
@@ -364,27 +365,23 @@ def _new_customer_ids(spark: SparkSession, settings: Settings, keys: list[str]) 
 def _write_xref(
     spark: SparkSession,
     settings: Settings,
-    xref: DataFrame,
+    stored: DataFrame,
     assigned: DataFrame,
     touched: DataFrame,
     resolved_at: datetime,
 ) -> None:
-    """Replace the touched customers' xref rows: their records, new ones included, with the
+    """Replace the touched customers' xref rows (``stored`` is the xref before this increment):
+    their records, the new ones (``assigned``, none of them in ``stored``) included, with the
     cluster size they now have."""
-    full = read_table(spark, settings, GOLD_IDENTITY_XREF)
-    kept = full.join(touched, "customer_id", "left_semi").select(
+    kept = stored.join(touched, "customer_id", "left_semi").select(
         "record_id", "source", "customer_id", "resolved_at"
     )
     records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).select("record_id", "source")
-    added = (
-        assigned.join(xref, "record_id", "left_anti")
-        .join(records, "record_id")
-        .select(
-            "record_id",
-            "source",
-            "customer_id",
-            F.lit(resolved_at).cast("timestamp").alias("resolved_at"),
-        )
+    added = assigned.join(records, "record_id").select(
+        "record_id",
+        "source",
+        "customer_id",
+        F.lit(resolved_at).cast("timestamp").alias("resolved_at"),
     )
     rows = kept.unionByName(added)
     sized = rows.withColumn(

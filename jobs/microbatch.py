@@ -47,6 +47,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from identity.increment import resolve_increment
+from identity.storage import table_exists
 from jobs.catalog import MICROBATCH_CHECKPOINT, bronze_table
 from jobs.curate import curate_customers
 from jobs.publish import publish_customers
@@ -93,7 +94,7 @@ def run_microbatches(
     """Carry new bronze web and app rows through to the serving store (module doc)."""
     started = time.monotonic()
     summary = MicrobatchSummary(once)
-    sources = [s for s in STREAM_SOURCES if _is_delta(spark, bronze_table(s).path(settings))]
+    sources = [s for s in STREAM_SOURCES if table_exists(spark, settings, bronze_table(s))]
     if sources:
         work = _Increment(settings, summary, progress or log.info)
         micro_batches = MicroBatches(work)
@@ -101,10 +102,6 @@ def run_microbatches(
         run_until_done(query, micro_batches, stop)
     summary.seconds = time.monotonic() - started
     return summary
-
-
-def _is_delta(spark: SparkSession, path: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, path)
 
 
 def new_bronze_keys(
@@ -126,11 +123,10 @@ def new_bronze_keys(
         after = standardized[source] + 1
         reader = reader.option("startingVersion", str(after) if after <= latest else "latest")
     rows = reader.load(path)
-    anonymous = F.col(ANONYMOUS_KEYS[source]) if source in ANONYMOUS_KEYS else F.lit(None)
     return rows.select(
         F.lit(source).alias("source"),
         record_key(source).alias("key"),
-        anonymous.cast("string").alias("anonymous_key"),
+        F.col(ANONYMOUS_KEYS[source]).cast("string").alias("anonymous_key"),
     )
 
 

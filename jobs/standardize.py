@@ -203,8 +203,6 @@ def _bronze_slice(
         record_key(source) == F.col("_k"),
         "left_semi",
     )
-    if source not in ANONYMOUS_KEYS:
-        return by_key
     anonymous = mine.select(F.col("anonymous_key").alias("_a")).where("_a IS NOT NULL")
     by_device = bronze.join(
         F.broadcast(anonymous.distinct()),
