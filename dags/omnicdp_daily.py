@@ -41,11 +41,16 @@ table, expectation and column failed, and how many rows, and the Data Docs under
 ``<lakehouse>/reports/data_docs`` show the whole validation. Other failures are
 retried twice, after 5 and then 10 minutes; a step running over two hours is stopped.
 
-Where Spark runs: inside the Airflow worker, one SparkSession per task process (under
-``airflow dags test`` all tasks share one), with the master ``OMNICDP_SPARK_MASTER`` names.
-Running the steps with spark-submit instead (``OMNICDP_SPARK_SUBMIT=true``) is not yet
-available: it needs apache-airflow-providers-apache-spark, and until then the DAG refuses to
-load with that setting rather than quietly running in-process.
+Where Spark runs: by default inside the Airflow worker, one SparkSession per task process
+(under ``airflow dags test`` all tasks share one), with the master ``OMNICDP_SPARK_MASTER``
+names. With ``OMNICDP_SPARK_SUBMIT=true`` every step except ``run_report`` is a
+SparkSubmitOperator instead: spark-submit runs the same step as an application on the master of
+the Airflow connection ``OMNICDP_SPARK_CONN_ID`` (default ``spark_default``), the task log shows
+its output, and the task returns the same summary; the gates fail the same way. Either way the
+Spark steps take a slot of the pool ``OMNICDP_SPARK_POOL`` (default ``omnicdp_lakehouse``),
+which ``omnicdp_microbatch`` and ``omnicdp_privacy`` share, because they all write the same
+Delta tables; the pool must exist (``airflow pools set omnicdp_lakehouse 1 "..."``), or the
+scheduler never starts the steps.
 
 What it triggers: any DAG scheduled on one of the gold assets, e.g.
 ``schedule=[Asset.ref(name="gold.customer_profile")]`` for a downstream export, runs after a
@@ -58,9 +63,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import TriggerRule, chain, dag, task
 
-from expectations.gate import Gate
 from jobs import orchestration as steps
-from jobs.orchestration import CURATED_TABLES, IDENTITY_TABLES, SEGMENT_TABLES, spark_task
+from jobs.orchestration import CURATED_TABLES, IDENTITY_TABLES, SEGMENT_TABLES, spark_step
 
 # The steps in order (task ids); the run report reads their summaries.
 STEPS = (
@@ -88,72 +92,22 @@ STEPS = (
     doc_md=__doc__,
 )
 def omnicdp_daily() -> None:
-    @spark_task()
-    def ingest() -> dict:
-        """Ingest new landing files into bronze and quarantine."""
-        return steps.ingest()
-
-    @spark_task()
-    def gate_bronze() -> dict:
-        """Bronze quality gate."""
-        return steps.gate(Gate.BRONZE)
-
-    @spark_task()
-    def standardize() -> dict:
-        """Rebuild silver from bronze."""
-        return steps.standardize()
-
-    @spark_task()
-    def gate_silver() -> dict:
-        """Silver quality gate."""
-        return steps.gate(Gate.SILVER)
-
-    @spark_task()
-    def resolve_identities() -> dict:
-        """Link, cluster and profile customers into gold."""
-        return steps.resolve()
-
-    @spark_task(outlets=steps.assets(IDENTITY_TABLES))
-    def gate_gold() -> dict:
-        """Gold identity quality gate; passing it publishes the identity assets."""
-        return steps.gate(Gate.GOLD)
-
-    @spark_task()
-    def curate() -> dict:
-        """Rebuild the curated gold tables for marketers and agents."""
-        return steps.curate()
-
-    @spark_task()
-    def build_segments() -> dict:
-        """Rebuild marketers' segments from the curated tables."""
-        return steps.build_segments()
-
-    @spark_task(outlets=steps.assets((*CURATED_TABLES, *SEGMENT_TABLES)))
-    def gate_curated() -> dict:
-        """Curated gold quality gate; passing it publishes the curated and segment assets."""
-        return steps.gate(Gate.CURATED)
-
-    @spark_task()
-    def publish() -> dict:
-        """Publish a new serving-store generation for the agent API and MCP tools."""
-        return steps.publish()
-
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def run_report() -> dict:
         """Write the run report, also after a failed step; fail if any step has no result."""
         return steps.run_report(STEPS)
 
     chain(
-        ingest(),
-        gate_bronze(),
-        standardize(),
-        gate_silver(),
-        resolve_identities(),
-        gate_gold(),
-        curate(),
-        build_segments(),
-        gate_curated(),
-        publish(),
+        spark_step("ingest"),
+        spark_step("gate_bronze"),
+        spark_step("standardize"),
+        spark_step("gate_silver"),
+        spark_step("resolve_identities"),
+        spark_step("gate_gold", outlets=steps.assets(IDENTITY_TABLES)),
+        spark_step("curate"),
+        spark_step("build_segments"),
+        spark_step("gate_curated", outlets=steps.assets((*CURATED_TABLES, *SEGMENT_TABLES))),
+        spark_step("publish"),
         run_report(),
     )
 

@@ -18,6 +18,11 @@ fails with that explanation otherwise. What an increment cannot decide (a new re
 two customers) waits for the nightly run, which merges and records it. No asset events: the
 increments touch a few customers, and consumers scheduled on the gold assets (whole-table
 rebuilds) should not re-run every five minutes; the nightly run updates the assets.
+
+Both steps take a slot of the pool ``omnicdp_lakehouse`` (``OMNICDP_SPARK_POOL``) that the
+daily and privacy DAGs' Spark steps share, since all of them write the same Delta tables: with
+one slot, an increment waits while a nightly step runs. Like the daily DAG, the steps run in
+the Airflow worker or, with ``OMNICDP_SPARK_SUBMIT=true``, with spark-submit.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import pendulum
 from airflow.sdk import chain, dag
 
 from jobs import orchestration as steps
-from jobs.orchestration import spark_task
+from jobs.orchestration import spark_step
 
 
 @dag(
@@ -47,17 +52,7 @@ from jobs.orchestration import spark_task
     doc_md=__doc__,
 )
 def omnicdp_microbatch() -> None:
-    @spark_task()
-    def stream_events() -> dict:
-        """Ingest newly landed web and app event files into bronze (``stream --once``)."""
-        return steps.stream_events()
-
-    @spark_task()
-    def apply_increments() -> dict:
-        """Carry the new bronze rows through identity and curation to the serving store."""
-        return steps.microbatch()
-
-    chain(stream_events(), apply_increments())
+    chain(spark_step("stream_events"), spark_step("apply_increments"))
 
 
 omnicdp_microbatch()

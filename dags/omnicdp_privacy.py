@@ -4,9 +4,11 @@ Erasure requests: forget customers who asked to be forgotten, everywhere omnicdp
 Requests are recorded with ``omnicdp privacy request --email ... | --phone ... | --customer-id
 ...`` (only a SHA-256 of the identifier is kept, in ``ops.erasure_requests``). This DAG runs
 every day at noon UTC and carries them out, away from the nightly ``omnicdp_daily`` run, which
-rewrites the same tables (should they still overlap, Delta's optimistic concurrency fails one
-writer, and the task's retries run it again). It never overlaps with itself and can be
-triggered by hand when a request should not wait.
+rewrites the same tables; should they still overlap, both DAGs' Spark steps wait for a slot
+of the pool ``omnicdp_lakehouse`` (``OMNICDP_SPARK_POOL``), so with one slot they take turns.
+It never overlaps with itself and can be triggered by hand when a request should not wait.
+Like the daily DAG, it runs its steps in the Airflow worker or, with
+``OMNICDP_SPARK_SUBMIT=true``, with spark-submit.
 
 1. ``erase`` resolves each pending request to its customers and deletes their rows from bronze,
    quarantine, silver, every gold table and the serving store (current and previous
@@ -26,7 +28,7 @@ import pendulum
 from airflow.sdk import chain, dag
 
 from jobs import orchestration as steps
-from jobs.orchestration import spark_task
+from jobs.orchestration import spark_step
 
 
 @dag(
@@ -40,17 +42,7 @@ from jobs.orchestration import spark_task
     doc_md=__doc__,
 )
 def omnicdp_privacy() -> None:
-    @spark_task()
-    def erase() -> dict:
-        """Carry out every pending erasure request."""
-        return steps.erase()
-
-    @spark_task()
-    def vacuum() -> dict:
-        """Remove Delta files older than the erasure retention from every table."""
-        return steps.vacuum()
-
-    chain(erase(), vacuum())
+    chain(spark_step("erase"), spark_step("vacuum"))
 
 
 omnicdp_privacy()

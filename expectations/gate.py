@@ -102,6 +102,13 @@ class GateResult:
         """A JSON-safe summary (for XCom and run reports)."""
         return {**asdict(self), "success": self.success}
 
+    @classmethod
+    def from_dict(cls, summary: dict[str, Any]) -> GateResult:
+        """The result :meth:`to_dict` summarized: how a gate that spark-submit ran reaches the
+        task that submitted it."""
+        fields = {k: v for k, v in summary.items() if k not in ("success", "failures")}
+        return cls(**fields, failures=[Failure(**f) for f in summary["failures"]])
+
 
 class GateFailed(RuntimeError):
     """Tables did not meet their gate's expectations; retrying cannot fix data, so do not retry."""

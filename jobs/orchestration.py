@@ -1,18 +1,29 @@
-"""What the Airflow DAGs share: task defaults, the Spark-step switch, assets, and step callables.
+"""What the Airflow DAGs share: task defaults, the Spark steps and where they run, assets.
 
-Every step callable builds the settings from the environment (``OMNICDP_*``, ``OMNICDP_CONFIG``)
-in the task's own process, starts or reuses the SparkSession and calls the same job function as
-the CLI, returning a small JSON-safe summary (counts, never PII) that Airflow keeps as the
-task's XCom. DAG files only wire these together.
+Every Spark step is named in :data:`SPARK_STEPS` (the name is its task id) and runs through
+:func:`run_step`: it builds the settings from the environment (``OMNICDP_*``,
+``OMNICDP_CONFIG``) in its own process, starts or reuses the SparkSession and calls the same job
+function as the CLI, returning a small JSON-safe summary (counts, never PII) that Airflow keeps
+as the task's XCom. DAG files only wire :func:`spark_step` tasks together.
 
-Heavy imports (PySpark, Splink, Great Expectations) happen inside the step callables, so that
-Airflow parses the DAG files in well under a second.
+``Settings.spark_submit`` chooses where a Spark step runs, and nothing else changes with it:
 
-``Settings.spark_submit`` chooses where Spark steps run: in the Airflow worker (the default, a
-local SparkSession, or any master ``OMNICDP_SPARK_MASTER`` names), or via spark-submit on a
-cluster. The latter needs ``apache-airflow-providers-apache-spark``, which is not installed,
-so a DAG asked to use it fails to load with that explanation instead of silently running
-in-process.
+- off (the default): in the Airflow worker, a ``@task`` calling :func:`run_step`, with a local
+  SparkSession or any master ``OMNICDP_SPARK_MASTER`` names;
+- on: a :class:`jobs.submit.SparkStepOperator`, a SparkSubmitOperator that submits
+  ``jobs/spark_app/run_step.py <step> <dag id> <run id>`` through the Airflow connection
+  ``Settings.spark_conn_id``; that application calls :func:`run_step` in the Spark driver and
+  leaves the summary in :func:`step_outcome_path`, from where the operator returns it as XCom.
+
+The quality gates are Spark steps like the others, submitted too: they read the tables where
+the cluster keeps them, and a failed gate's :class:`GateFailed` reaches the task in both modes
+(the operator raises it again from the outcome file), so :data:`RETRY_POLICY` fails it at once.
+
+Every Spark task is in the pool ``Settings.spark_pool``: all DAGs rewrite the same Delta tables,
+and the pool's slots bound how many of their steps run at once.
+
+Heavy imports (PySpark, Splink, Great Expectations, the Spark provider) happen inside the step
+callables or when the switch is on, so that Airflow parses the DAG files in well under a second.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +52,7 @@ from jobs.catalog import (
     GOLD_SEGMENT_MEMBERSHIP,
     Table,
 )
-from jobs.run_report import RunIncomplete
+from jobs.run_report import RunIncomplete, file_safe
 from jobs.settings import Settings
 
 if TYPE_CHECKING:
@@ -92,37 +103,26 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-class SparkSubmitUnavailable(RuntimeError):
-    """``spark_submit`` was asked for, but this installation cannot do it yet."""
+def spark_step(name: str, **kwargs: Any) -> Any:
+    """The task of Spark step ``name`` (also its task id) in the DAG being defined: in the pool
+    ``Settings.spark_pool``, in-process or submitted as ``Settings.spark_submit`` says.
 
-
-def spark_task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-    """The task decorator for Spark steps, honouring ``Settings.spark_submit``; the summary a
-    step returns gains the step's wall time in ``seconds`` (for the run report).
-
-    In-process is the only engine implemented: a SparkSubmitOperator needs the Spark provider
-    package, which is not installed, and faking the switch would run in-process anyway.
+    ``kwargs`` (e.g. ``outlets``) go to the task in both modes, so both have the same task ids,
+    dependencies, retries, timeouts and assets.
     """
-    if Settings().spark_submit:
-        raise SparkSubmitUnavailable(
-            "spark_submit is on (OMNICDP_SPARK_SUBMIT or the config file), but running Spark "
-            "steps with spark-submit is not yet available: it needs "
-            "apache-airflow-providers-apache-spark. Turn it off to run the Spark steps in the "
-            "Airflow worker (OMNICDP_SPARK_MASTER may still name a cluster)."
-        )
+    settings = Settings()
+    task_kwargs = {"task_id": name, "doc_md": SPARK_STEPS[name].doc, "pool": settings.spark_pool}
+    task_kwargs |= kwargs
+    if settings.spark_submit:
+        from jobs.submit import SparkStepOperator  # the Spark provider, only when it is used
+
+        return SparkStepOperator(step=name, settings=settings, **task_kwargs)
+
+    def in_process() -> dict[str, Any]:
+        return run_step(name)
+
     # A step returns one summary; without this, a ``dict`` return is split into one XCom per key.
-    as_task = task(**{"multiple_outputs": False, **kwargs})
-
-    def decorate(step: Callable[[], dict[str, Any]]) -> Any:
-        @functools.wraps(step)
-        def timed() -> dict[str, Any]:
-            started = time.monotonic()
-            summary = step()
-            return {**summary, "seconds": round(time.monotonic() - started, 1)}
-
-        return as_task(timed)
-
-    return decorate
+    return task(multiple_outputs=False, **task_kwargs)(in_process)()
 
 
 def table_asset(table: Table, settings: Settings) -> Asset:
@@ -265,6 +265,64 @@ def vacuum() -> dict[str, Any]:
 
     spark, settings = _spark_and_settings()
     return {"tables": vacuum_job(spark, settings)}
+
+
+@dataclass(frozen=True)
+class SparkStep:
+    """A pipeline step that needs Spark: the callable its task runs, and the task's doc."""
+
+    run: Callable[[], dict[str, Any]]
+    doc: str
+
+
+# Every Spark step of every DAG, by task id; :func:`spark_step` makes the task, and the
+# application spark-submit runs finds the step here by the name it is given.
+SPARK_STEPS: dict[str, SparkStep] = {
+    "ingest": SparkStep(ingest, "Ingest new landing files into bronze and quarantine."),
+    "gate_bronze": SparkStep(functools.partial(gate, Gate.BRONZE), "Bronze quality gate."),
+    "standardize": SparkStep(standardize, "Rebuild silver from bronze."),
+    "gate_silver": SparkStep(functools.partial(gate, Gate.SILVER), "Silver quality gate."),
+    "resolve_identities": SparkStep(resolve, "Link, cluster and profile customers into gold."),
+    "gate_gold": SparkStep(
+        functools.partial(gate, Gate.GOLD),
+        "Gold identity quality gate; passing it publishes the identity assets.",
+    ),
+    "curate": SparkStep(curate, "Rebuild the curated gold tables for marketers and agents."),
+    "build_segments": SparkStep(
+        build_segments, "Rebuild marketers' segments from the curated tables."
+    ),
+    "gate_curated": SparkStep(
+        functools.partial(gate, Gate.CURATED),
+        "Curated gold quality gate; passing it publishes the curated and segment assets.",
+    ),
+    "publish": SparkStep(
+        publish, "Publish a new serving-store generation for the agent API and MCP tools."
+    ),
+    "stream_events": SparkStep(
+        stream_events, "Ingest newly landed web and app event files into bronze (`stream --once`)."
+    ),
+    "apply_increments": SparkStep(
+        microbatch, "Carry the new bronze rows through identity and curation to the serving store."
+    ),
+    "erase": SparkStep(erase, "Carry out every pending erasure request."),
+    "vacuum": SparkStep(
+        vacuum, "Remove Delta files older than the erasure retention from every table."
+    ),
+}
+
+
+def run_step(name: str) -> dict[str, Any]:
+    """Run Spark step ``name``; its summary gains the step's wall time in ``seconds`` (for the
+    run report)."""
+    started = time.monotonic()
+    summary = SPARK_STEPS[name].run()
+    return {**summary, "seconds": round(time.monotonic() - started, 1)}
+
+
+def step_outcome_path(settings: Settings, dag_id: str, run_id: str, task_id: str) -> Path:
+    """Where a submitted step leaves its outcome for the operator that submitted it:
+    ``<lakehouse>/reports/steps/<dag id>/<run id>/<task id>.json``."""
+    return settings.reports_dir / "steps" / dag_id / file_safe(run_id) / f"{task_id}.json"
 
 
 def run_report(step_ids: tuple[str, ...]) -> dict[str, Any]:

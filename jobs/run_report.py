@@ -99,10 +99,14 @@ def _gate(summary: Summary) -> dict[str, Any]:
     }
 
 
+def file_safe(run_id: str) -> str:
+    """A run id as a file name (Airflow's hold ``:`` and ``+``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+
+
 def write_run_report(report: dict[str, Any], settings: Settings) -> Path:
     """Write the report as ``reports/runs/<run id>.json`` (run id made file-name safe)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", report["run_id"])
-    path = settings.reports_dir / "runs" / f"{name}.json"
+    path = settings.reports_dir / "runs" / f"{file_safe(report['run_id'])}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
     return path

@@ -71,8 +71,18 @@ class Settings(BaseSettings):
     )
     spark_submit: bool = Field(
         False,
-        description="DAGs run Spark steps with spark-submit instead of in the Airflow worker; "
-        "not yet available: needs apache-airflow-providers-apache-spark",
+        description="DAGs run each Spark step with spark-submit (SparkSubmitOperator, through "
+        "the Airflow connection spark_conn_id) instead of in the Airflow worker",
+    )
+    spark_conn_id: str = Field(
+        "spark_default",
+        description="with spark_submit: the Airflow connection naming the Spark master, the "
+        "deploy mode and the spark-submit binary",
+    )
+    spark_pool: str = Field(
+        "omnicdp_lakehouse",
+        description="Airflow pool of every DAG's Spark tasks (they write the same Delta tables); "
+        "its slots cap how many run at once; create it with `airflow pools set`",
     )
     segments_dir: Path = Field(
         PROJECT_ROOT / "jobs" / "segment_definitions",

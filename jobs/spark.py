@@ -3,6 +3,9 @@
 Delta's JVM jars are fetched from Maven Central once, with Maven, into ``Settings.jars_dir``
 (``.jars/`` in the project) and passed as ``spark.jars``; later runs use the cache and work
 offline, and on a cluster Spark ships the same files to the executors.
+
+An application that spark-submit started (a DAG step with ``Settings.spark_submit`` on) gets its
+master, jars and driver options from spark-submit; the factory then leaves those alone.
 """
 
 from __future__ import annotations
@@ -83,25 +86,41 @@ def _splink_jar() -> str:
     return similarity_jar_location()
 
 
+def spark_jars(settings: Settings) -> list[str]:
+    """The JVM jars every omnicdp Spark application needs: Delta's and Splink's similarity UDFs."""
+    return [str(p) for p in ensure_delta_jars(settings.jars_dir)] + [_splink_jar()]
+
+
+def launched_by_spark_submit() -> bool:
+    """Whether spark-submit started this Python process, with a JVM already configured from its
+    command line (pyspark connects to that JVM through the gateway port it is given)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def get_spark(settings: Settings, app_name: str = "omnicdp") -> SparkSession:
     """Build (or return the running) SparkSession configured for Delta and Splink."""
-    jars = [str(p) for p in ensure_delta_jars(settings.jars_dir)] + [_splink_jar()]
     # Python UDF workers must run the interpreter that has our packages (not the system one);
     # on a cluster the deployment sets PYSPARK_PYTHON and this default does not apply.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    if not launched_by_spark_submit():
+        # Under spark-submit these came with the command line (the cluster's master, --jars,
+        # --name, the driver's memory); setting them here would override the launcher's.
+        builder = (
+            builder.appName(app_name)
+            .master(settings.spark_master)
+            .config("spark.jars", ",".join(spark_jars(settings)))
+            .config("spark.driver.memory", settings.driver_memory)
+            .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={_LOG4J_CONFIG}")
+        )
     builder = (
-        SparkSession.builder.appName(app_name)
-        .master(settings.spark_master)
-        .config("spark.jars", ",".join(jars))
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config(
             "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", settings.driver_memory)
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={_LOG4J_CONFIG}")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")

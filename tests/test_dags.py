@@ -7,6 +7,9 @@ holding a small simulated population. Every task runs in that one process, shari
 session. It is the slowest test of the suite, so it runs once and the tests below read what
 it left: the task states in the metadata database, the Delta logs, the asset events and the
 Data Docs.
+
+With ``OMNICDP_SPARK_SUBMIT=true`` the DAGs are checked to submit every Spark step, and one
+step (the privacy DAG's ``erase``, on a tiny lakehouse) runs through pyspark's real spark-submit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,10 +45,12 @@ from jobs.catalog import (
     GOLD_JOURNEY_METRICS,
     GOLD_SEGMENT_MEMBERSHIP,
     SILVER_CUSTOMER_RECORDS,
+    SILVER_INTERACTIONS,
 )
 from jobs.privacy import IdentifierKind, request_erasure
 from jobs.settings import Settings
 from jobs.simulate import simulate
+from schemas.tables import CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
 from serving.store import open_store
 
 if TYPE_CHECKING:
@@ -194,14 +200,109 @@ def test_gold_tables_are_assets_published_after_their_gate(dagbag: DagBag) -> No
     }
 
 
-def test_spark_submit_switch_fails_loudly_until_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A DAG asked to spark-submit must not quietly run in-process instead."""
-    monkeypatch.setenv("OMNICDP_SPARK_SUBMIT", "true")
+SPARK_STEPS = {
+    DAG_ID: set(PIPELINE) - {"run_report"},
+    "omnicdp_microbatch": {"stream_events", "apply_increments"},
+    "omnicdp_privacy": {"erase", "vacuum"},
+}
 
-    errors = load_dags().import_errors
 
-    assert errors, "the DAG loaded although spark_submit cannot be honoured"
-    assert all("spark-submit is not yet available" in e for e in errors.values())
+def test_every_spark_step_is_in_the_lakehouse_pool(dagbag: DagBag) -> None:
+    """The DAGs write the same Delta tables; the pool's slots bound how many steps do at once."""
+    for dag_id, spark_steps in SPARK_STEPS.items():
+        dag = dagbag.dags[dag_id]
+        assert {t.task_id for t in dag.tasks if t.pool == "omnicdp_lakehouse"} == spark_steps
+
+
+@pytest.fixture(scope="module")
+def submitting_dagbag() -> Iterator[DagBag]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMNICDP_SPARK_SUBMIT", "true")
+        env.setenv("OMNICDP_SPARK_CONN_ID", "omnicdp_spark")
+        yield load_dags()
+
+
+def test_with_spark_submit_every_spark_step_is_submitted(
+    dagbag: DagBag, submitting_dagbag: DagBag
+) -> None:
+    """Each Spark step becomes a SparkSubmitOperator of the step application, with the same
+    task id, dependencies, retries, timeout, assets and pool as the in-process task."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    assert submitting_dagbag.import_errors == {}
+    for dag_id, spark_steps in SPARK_STEPS.items():
+        in_process, submitting = dagbag.dags[dag_id], submitting_dagbag.dags[dag_id]
+        assert set(submitting.task_ids) == set(in_process.task_ids)
+        for task in submitting.tasks:
+            twin = in_process.get_task(task.task_id)
+            assert task.upstream_task_ids == twin.upstream_task_ids, task.task_id
+            same = ("retries", "retry_delay", "execution_timeout", "retry_policy", "pool")
+            assert [getattr(task, a) for a in same] == [getattr(twin, a) for a in same]
+            assert {a.name for a in task.outlets} == {a.name for a in twin.outlets}
+            if task.task_id not in spark_steps:
+                assert not isinstance(task, SparkSubmitOperator), task.task_id
+                continue
+            assert isinstance(task, SparkSubmitOperator), task.task_id
+            assert task.application == str(REPO / "jobs" / "spark_app" / "run_step.py")
+            assert task.application_args == [task.task_id, "{{ dag.dag_id }}", "{{ run_id }}"]
+            assert task._conn_id == "omnicdp_spark"
+            assert task.env_vars["OMNICDP_LAKEHOUSE"] == os.environ["OMNICDP_LAKEHOUSE"]
+
+
+# --- one step through a real spark-submit ----------------------------------------------------
+
+
+def tiny_lakehouse(spark: SparkSession, settings: Settings, email: str) -> None:
+    """One silver record with ``email`` and no interactions, resolved to customer C1: the
+    least an erasure finds something in."""
+    record = dict.fromkeys(CUSTOMER_RECORDS.fieldNames())
+    record |= {"record_id": "web:r1", "source": "web", "source_key": "r1", "email": email}
+    xref = [("web:r1", "web", "C1", 1, datetime(2026, 11, 1, tzinfo=UTC))]
+    for table, rows, schema in (
+        (SILVER_CUSTOMER_RECORDS, [record], CUSTOMER_RECORDS),
+        (SILVER_INTERACTIONS, [], INTERACTIONS),
+        (GOLD_IDENTITY_XREF, xref, IDENTITY_XREF),
+    ):
+        spark.createDataFrame(rows, schema).write.format("delta").save(table.path(settings))
+
+
+def test_privacy_dag_with_spark_submit_erases_through_the_step_application(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """``airflow dags test omnicdp_privacy`` with the switch on and a ``local[1]`` connection:
+    pyspark's own spark-submit runs the step application, which carries out an erasure request,
+    and the task returns the summary the application left. (``vacuum`` would only add a second
+    spark-submit of the same kind; it is marked successful without running, to save time.)"""
+    settings = Settings(lakehouse=tmp_path / "lakehouse", landing=tmp_path / "landing")
+    tiny_lakehouse(spark, settings, "erase.me@example.com")
+    request_erasure(spark, settings, IdentifierKind.EMAIL, "Erase.Me@example.com", "ticket-9")
+    home = migrated_home(tmp_path)
+    env = {
+        **airflow_env(home, settings),
+        "OMNICDP_SPARK_SUBMIT": "true",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[1]"}),
+        # spark-submit, and the python3 it starts the application with, from this environment
+        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ['PATH']}",
+    }
+
+    result = airflow(
+        "dags", "test", "omnicdp_privacy", "--mark-success-pattern", "vacuum", env=env, timeout=600
+    )
+
+    output = output_of(result)
+    assert result.returncode == 0, output[-5000:]
+    assert task_states(home, "omnicdp_privacy")["erase"] == ("success", 1)
+    (submitted,) = re.findall(r"Spark-Submit cmd: (.*)", output)
+    assert "--master local[1]" in submitted
+    assert re.search(r"run_step\.py erase omnicdp_privacy manual__\S+", submitted)
+    jars = re.search(r"--jars (\S+)", submitted).group(1).split(",")
+    assert any("delta-spark" in j for j in jars) and any("similarity" in j for j in jars)
+    erased = returned_by(home, "erase", "omnicdp_privacy")
+    assert (erased["requests"], erased["customers"]) == (1, 1)
+    assert erased["rows_deleted"]["gold.identity_xref"] == 1
+    (request,) = spark.read.format("delta").load(ERASURE_REQUESTS.path(settings)).collect()
+    assert request.customer_ids == ["C1"] and request.completed_at is not None
+    assert not EMAIL.search(output)
 
 
 # --- one real run ----------------------------------------------------------------------------
