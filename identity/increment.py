@@ -57,7 +57,13 @@ from identity.linker import open_linker
 from identity.predict import LINK_MIN_PROBABILITY, links_table
 from identity.profile import profile_table
 from identity.stable_ids import new_id, previous_ids
-from identity.storage import read_table, replace_customer_rows, table_exists, upsert_rows
+from identity.storage import (
+    merge_commit_metric,
+    read_table,
+    replace_customer_rows,
+    table_exists,
+    upsert_rows,
+)
 from identity.survivorship import load_survivorship_rules
 from jobs.catalog import (
     GOLD_CUSTOMER_PROFILE,
@@ -241,20 +247,15 @@ def _insert_links(spark: SparkSession, settings: Settings, links: DataFrame) -> 
     from delta.tables import DeltaTable
 
     target = DeltaTable.forPath(spark, GOLD_IDENTITY_LINKS.path(settings))
-    before = target.history(1).first().version
-    (
+    merge = (
         target.alias("t")
         .merge(
             links.alias("s"),
             "t.record_id_l = s.record_id_l AND t.record_id_r = s.record_id_r",
         )
         .whenNotMatchedInsertAll()
-        .execute()
     )
-    commit = target.history(1).select("version", "operationMetrics").first()
-    if commit.version == before:
-        return 0
-    return int(commit.operationMetrics.get("numTargetRowsInserted", 0))
+    return merge_commit_metric(target, merge, "numTargetRowsInserted")
 
 
 def _cluster(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import reduce
 from operator import and_
+from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -18,12 +19,36 @@ from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 from jobs.catalog import Table
 from jobs.settings import Settings
 
+if TYPE_CHECKING:
+    from delta.tables import DeltaMergeBuilder, DeltaTable
+
 
 def table_exists(spark: SparkSession, settings: Settings, table: Table) -> bool:
     """Whether the catalog table has been written (optional tables: history, links)."""
     from delta.tables import DeltaTable
 
     return DeltaTable.isDeltaTable(spark, table.path(settings))
+
+
+def latest_version(spark: SparkSession, path: str) -> int | None:
+    """The newest commit version of the Delta table at ``path``; None when there is none."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).first().version
+
+
+def merge_commit_metric(target: DeltaTable, merge: DeltaMergeBuilder, metric: str) -> int:
+    """Execute ``merge`` into ``target`` and return ``metric`` (``numTargetRowsInserted``,
+    ``numTargetRowsDeleted``, ...) of its commit. A MERGE that changes nothing may commit
+    nothing, and the latest commit is then an older one, so it counts only if it is new."""
+    before = target.history(1).first().version
+    merge.execute()
+    commit = target.history(1).select("version", "operation", "operationMetrics").first()
+    if commit.version == before or commit.operation != "MERGE":
+        return 0
+    return int(commit.operationMetrics.get(metric, 0))
 
 
 def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:

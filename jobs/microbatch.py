@@ -41,13 +41,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from identity.increment import resolve_increment
-from identity.storage import table_exists
+from identity.storage import latest_version, table_exists
 from jobs.catalog import MICROBATCH_CHECKPOINT, bronze_table
 from jobs.curate import curate_customers
 from jobs.publish import publish_customers
@@ -119,7 +118,7 @@ def new_bronze_keys(
         .option("maxFilesPerTrigger", settings.stream_max_files_per_trigger)
     )
     if source in standardized:
-        latest = DeltaTable.forPath(spark, path).history(1).first().version
+        latest = latest_version(spark, path)
         after = standardized[source] + 1
         reader = reader.option("startingVersion", str(after) if after <= latest else "latest")
     rows = reader.load(path)

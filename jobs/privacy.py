@@ -46,11 +46,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from identity.stable_ids import retired_ids
-from identity.storage import read_table, table_exists
+from identity.storage import merge_commit_metric, read_table, table_exists
 from jobs.catalog import (
     ALL_TABLES,
     BRONZE_TABLES,
@@ -418,19 +418,10 @@ def _delete_naming(
 def _merge_delete(
     spark: SparkSession, settings: Settings, table: Table, source: DataFrame, condition: str
 ) -> int:
-    """One MERGE ... DELETE; rows deleted, from its commit. A MERGE that matches nothing may
-    commit nothing, so the latest commit counts only if it is a new one."""
+    """One MERGE ... DELETE; rows deleted, from its commit."""
     target = _delta(spark, settings, table)
-    before = _latest_commit(target).version
-    target.alias("t").merge(source.distinct().alias("s"), condition).whenMatchedDelete().execute()
-    commit = _latest_commit(target)
-    if commit.version == before or commit.operation != "MERGE":
-        return 0
-    return int(commit.operationMetrics.get("numTargetRowsDeleted", 0))
-
-
-def _latest_commit(table: DeltaTable) -> Row:
-    return table.history(1).select("version", "operation", "operationMetrics").first()
+    merge = target.alias("t").merge(source.distinct().alias("s"), condition).whenMatchedDelete()
+    return merge_commit_metric(target, merge, "numTargetRowsDeleted")
 
 
 def _erase_serving(settings: Settings, targets: DataFrame) -> int:

@@ -32,7 +32,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from identity.storage import upsert_rows
+from identity.storage import latest_version, upsert_rows
 from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
 from jobs.settings import Settings
 from schemas.sources import APP, CALL_CENTER, POS, SOCIAL, WEB
@@ -86,9 +86,7 @@ def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
     (:func:`standardized_bronze_versions`): the micro-batch path starts after them instead of
     re-reading all of bronze.
     """
-    versions = {
-        name: _latest_version(spark, bronze_table(name).path(settings)) for name in _SOURCES
-    }
+    versions = {name: latest_version(spark, bronze_table(name).path(settings)) for name in _SOURCES}
     present = {
         name: spark.read.format("delta")
         .option("versionAsOf", version)
@@ -216,7 +214,7 @@ def standardized_bronze_versions(spark: SparkSession, settings: Settings) -> dic
     """The bronze version of each source the last full :func:`standardize` read (empty when
     silver was never rebuilt, or its history no longer reaches that commit)."""
     path = SILVER_INTERACTIONS.path(settings)
-    if _latest_version(spark, path) is None:
+    if latest_version(spark, path) is None:
         return {}
     from delta.tables import DeltaTable
 
@@ -229,14 +227,6 @@ def standardized_bronze_versions(spark: SparkSession, settings: Settings) -> dic
         .first()
     )
     return json.loads(commits.userMetadata)[_BRONZE_VERSIONS] if commits else {}
-
-
-def _latest_version(spark: SparkSession, path: str) -> int | None:
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, path):
-        return None
-    return DeltaTable.forPath(spark, path).history(1).first().version
 
 
 def _read(spark: SparkSession, path: str) -> DataFrame | None:
