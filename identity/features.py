@@ -208,7 +208,8 @@ def _one_slip_apart(a: Column, b: Column) -> Column:
         return F.array_sort(F.split(name, ""))
 
     return (F.substring(a, 1, 1) == F.substring(b, 1, 1)) & (
-        (F.levenshtein(a, b, 1) != -1) | (letters(a) == letters(b))
+        (F.levenshtein(a, b, 1) != -1)
+        | ((letters(a) == letters(b)) & (F.levenshtein(a, b, 2) != -1))
     )
 
 
@@ -236,7 +237,8 @@ def _given_names_known(features: DataFrame) -> DataFrame:
     """``first_name, first_name_known``: given names some non-social record gives.
 
     A social display name is a person's given name only if people give it elsewhere too;
-    "panda", "coffee" or "daily" never are (``model._name_comparison``).
+    "panda", "coffee" or "daily" never are. Only such words are compatible with any given name
+    and no evidence in the name comparison (``model.first_names_compatible``).
     """
     return (
         features.where(F.col("first_name").isNotNull() & (F.col("source") != "social"))

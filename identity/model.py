@@ -76,7 +76,9 @@ def first_names_compatible(col: str = "{name}_{side}") -> str:
 
     That is: one is missing, they are near-identical, one is a nickname of the other, one is
     the other's initial, first and last name are swapped between the records, or one record is
-    a social profile (display names are nicknames, English names or words, not evidence).
+    a social profile whose display name is no one's given name ("panda guy": a word, not
+    evidence). A display name people give elsewhere ("seoa kim") is a name like any other: on
+    a phone a household member gives, a sibling's profile with it is not that member.
     ``col`` formats a column reference from ``name`` and ``side`` (``l``/``r``): comparison
     levels use ``first_name_l``, blocking rules ``l.first_name``.
     """
@@ -84,13 +86,17 @@ def first_names_compatible(col: str = "{name}_{side}") -> str:
     def c(name: str, side: str) -> str:
         return col.format(name=name, side=side)
 
+    def display_word(side: str) -> str:
+        known = c("first_name_known", side)
+        return f"({c('source', side)} = 'social' AND NOT coalesce({known}, false))"
+
     fl, fr = c("first_name", "l"), c("first_name", "r")
     return (
         f"({fl} IS NULL OR {fr} IS NULL OR jaro_winkler({fl}, {fr}) >= 0.8"
         f" OR arrays_overlap({c('first_formal', 'l')}, {c('first_formal', 'r')})"
         f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND substr({fl}, 1, 1) = substr({fr}, 1, 1))"
         f" OR {fl} = {c('last_name', 'r')} OR {fr} = {c('last_name', 'l')}"
-        f" OR {c('source', 'l')} = 'social' OR {c('source', 'r')} = 'social')"
+        f" OR {display_word('l')} OR {display_word('r')})"
     )
 
 
@@ -176,7 +182,9 @@ def _name_comparison() -> ComparisonCreator:
     several people carry it is adjusted by the name's frequency (two "minji kim" records are
     weaker evidence than two "ines oyelaran" records); surname-only agreement by the frequency
     of the surname. A record with only one name ("mr kim", "shirley", "nelson") is compared on
-    that name, which may be the other record's family name.
+    that name, which may be the other record's family name, spelled as heard ("whyte" for
+    "white", "suk-jeen" for "seokjin"): a call center record with one name and the phone of
+    the person is that person.
 
     People build email usernames and social handles from their names, so where the names do not
     agree, an alias that spells the other record's name links a web login that never filled in
@@ -266,9 +274,21 @@ def _name_comparison() -> ComparisonCreator:
             ),
             _m(
                 cll.CustomLevel(
+                    f"(({last}_l IS NULL AND jaro_winkler({first}_l, {last}_r) >= 0.85)"
+                    f" OR ({last}_r IS NULL AND jaro_winkler({first}_r, {last}_l) >= 0.85)"
+                    f" OR (({first}_l IS NULL OR {first}_r IS NULL)"
+                    f" AND jaro_winkler({last}_l, {last}_r) >= 0.85))",
+                    label_for_charts="one name only, spelled like the family name",
+                ),
+                0.005,
+                fixed=True,
+            ),
+            _m(
+                cll.CustomLevel(
                     f"({last}_l IS NULL OR {last}_r IS NULL)"
-                    f" AND jaro_winkler({first}_l, {first}_r) >= 0.92",
-                    label_for_charts="given name only, same",
+                    f" AND (jaro_winkler({first}_l, {first}_r) >= 0.92"
+                    " OR arrays_overlap(first_formal_l, first_formal_r))",
+                    label_for_charts="given name only, same or its nickname or romanization",
                 ),
                 0.005,
             ),
