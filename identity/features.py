@@ -9,10 +9,19 @@ which Spark executes as hash joins instead of cartesian products.
 
 from __future__ import annotations
 
+import pandas as pd
+import phonenumbers
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType
 
-from identity.names import formal_names, split_full_name, standard_family, structured_names
+from identity.names import (
+    formal_names,
+    romanization_key,
+    split_full_name,
+    standard_family,
+    structured_names,
+)
 from identity.storage import read_table
 from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS
 from jobs.settings import Settings
@@ -41,9 +50,14 @@ def _blank_to_null(col: Column) -> Column:
     return F.when(trimmed != "", trimmed)
 
 
+def _maybe_korean() -> Column:
+    """A record from Korea, or of unknown country: Korean name rules may apply to it."""
+    return F.coalesce(F.col("country") == "KR", F.lit(True))
+
+
 def _names() -> tuple[Column, Column]:
     """(given, family) per record: form fields where the source has them, else the full name."""
-    maybe_korean = F.coalesce(F.col("country") == "KR", F.lit(True))
+    maybe_korean = _maybe_korean()
     form_given, form_family = structured_names(
         F.col("first_name"), F.col("last_name"), maybe_korean
     )
@@ -182,24 +196,97 @@ def _name_holders(features: DataFrame) -> DataFrame:
     return groups.groupBy("name_concat").agg(F.sum(F.col("known").cast("int")).alias("name_people"))
 
 
+def _one_slip_apart(a: Column, b: Column) -> Column:
+    """Two spellings of one typed name: the same first letter (people rarely mistype the letter
+    they start with) and one letter changed, dropped or doubled, or two letters swapped.
+
+    Stricter than the model's "first names agree" (Jaro-Winkler 0.8): counting a household's
+    "mary" and "gary" as one person would let a nameless record on their phone join either.
+    """
+
+    def letters(name: Column) -> Column:
+        return F.array_sort(F.split(name, ""))
+
+    return (F.substring(a, 1, 1) == F.substring(b, 1, 1)) & (
+        (F.levenshtein(a, b, 1) != -1)
+        | ((letters(a) == letters(b)) & (F.levenshtein(a, b, 2) != -1))
+    )
+
+
+@F.pandas_udf(BooleanType())
+def _fixed_line(phone: pd.Series) -> pd.Series:
+    """True for a number its country's plan reserves for fixed lines (an E.164 phone).
+
+    A landline rings in a home, so like an address it is a household's, whoever gave it. Where
+    the plan cannot tell (US numbers are "fixed line or mobile") it is not known to be one.
+    """
+
+    def fixed(e164: str | None) -> bool:
+        if e164 is None:
+            return False
+        try:
+            number = phonenumbers.parse(e164)
+        except phonenumbers.NumberParseException:
+            return False
+        return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE
+
+    return pd.Series([fixed(p) for p in phone], dtype="bool")
+
+
+def _given_names_known(features: DataFrame) -> DataFrame:
+    """``first_name, first_name_known``: given names some non-social record gives.
+
+    A social display name is a person's given name only if people give it elsewhere too;
+    "panda", "coffee" or "daily" never are. Only such words are compatible with any given name
+    and no evidence in the name comparison (``model.first_names_compatible``).
+    """
+    return (
+        features.where(F.col("first_name").isNotNull() & (F.col("source") != "social"))
+        .select("first_name", F.lit(True).alias("first_name_known"))
+        .distinct()
+    )
+
+
 def _phone_given_names(features: DataFrame) -> DataFrame:
     """``phone, phone_given_names``: how many different given names records give with a phone.
 
     One for a person's own phone; more for a household phone or landline given by several
-    members (or one person's name spelled two ways: the count errs towards "household").
+    members. Spellings of one name count once: a nickname and its formal name or two
+    romanizations of a Korean name (their ``first_formal`` overlap), and names one typing slip
+    apart (:func:`_one_slip_apart`); otherwise one person whose name a cashier and
+    an agent wrote differently would look like a household, and the model would refuse the
+    phone as evidence between their records. A name counts when no alphabetically smaller
+    name on the phone is a spelling of it.
     Social display names are not counted: they are often not names at all. Nor is the one word
     of a record with only one name: a call center agent's "park" may be the family name of the
     "sieun park" who gave the phone, and counting it would make her phone a household's.
     """
-    return (
+    names = (
         features.where(
             F.col("phone").isNotNull()
             & F.col("first_name").isNotNull()
             & F.col("last_name").isNotNull()
             & (F.col("source") != "social")
         )
+        .select("phone", "first_name", "first_formal")
+        .dropDuplicates(["phone", "first_name"])
+    )
+    smaller = names.select(
+        "phone", F.col("first_name").alias("smaller"), F.col("first_formal").alias("smaller_formal")
+    )
+    spelled_before = names.join(smaller, "phone").where(
+        (F.col("smaller") < F.col("first_name"))
+        & (
+            _one_slip_apart(F.col("smaller"), F.col("first_name"))
+            | F.arrays_overlap("smaller_formal", "first_formal")
+        )
+    )
+    return (
+        names.join(
+            spelled_before.select("phone", "first_name"), ["phone", "first_name"], "left_anti"
+        )
         .groupBy("phone")
-        .agg(F.countDistinct("first_name").alias("phone_given_names"))
+        .agg(F.count(F.lit(1)).alias("phone_given_names"))
     )
 
 
@@ -218,12 +305,18 @@ def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
         _blank_to_null(F.upper(F.regexp_replace("postcode", r"\s+", ""))).alias("postcode"),
         _blank_to_null(F.lower(F.col("city"))).alias("city"),
         "social_handle",
-    ).withColumn(
-        "name_concat",
-        F.when(
-            F.col("first_name").isNotNull() & F.col("last_name").isNotNull(),
-            F.concat_ws(" ", "first_name", "last_name"),
-        ),
+        _maybe_korean().alias("maybe_korean"),
+    ).withColumns(
+        {
+            "name_concat": F.when(
+                F.col("first_name").isNotNull() & F.col("last_name").isNotNull(),
+                F.concat_ws(" ", "first_name", "last_name"),
+            ),
+            "first_formal": formal_names(
+                F.col("first_name"),
+                F.when(F.col("maybe_korean"), romanization_key(F.col("first_name"))),
+            ),
+        }
     )
     # Materialized here: the name expressions are large, and the self-joins below (name
     # holders, phone given names) would make Spark analyse and run them once per reference
@@ -234,9 +327,10 @@ def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
     return (
         features.join(_name_holders(features), "name_concat", "left")
         .join(_phone_given_names(features), "phone", "left")
+        .join(F.broadcast(_given_names_known(features)), "first_name", "left")
         .withColumns(
             {
-                "first_formal": formal_names(F.col("first_name")),
+                "phone_fixed_line": _fixed_line(F.col("phone")),
                 "name_key": _name_key(F.col("first_name"), F.col("last_name")),
                 "name_spellings": F.when(
                     F.col("source") != "social",
@@ -264,7 +358,7 @@ def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
             ),
         )
         .join(_case_ids(interactions), "record_id", "left")
-        .drop("social_handle")
+        .drop("social_handle", "maybe_korean")
     )
 
 

@@ -141,14 +141,48 @@ def _strong_family(token: Column) -> Column:
     return _literal_map(_spellings(_KR_FAMILY_STRONG))[token].isNotNull()
 
 
-def formal_names(first: Column) -> Column:
-    """The given names ``first`` may stand for: itself and, for a nickname, the formal ones."""
+# Spelling differences between the romanizations of one Korean syllable, in the order they are
+# undone: long vowels as English spells them ("jee", "mean", "joon"), the Revised and the
+# McCune-Reischauer vowels ("seo"/"suh", "eun"/"un", "yeon"/"yun"), and the consonants the
+# systems write voiced or unvoiced ("kyung"/"gyeong", "chung"/"jung", "tae"/"dae", "rhee").
+_ROMANIZATION_FOLDS = (
+    ("ee", "i"), ("ea", "i"), ("ie", "i"), ("oo", "u"), ("eo", "u"), ("eu", "u"), ("ou", "u"),
+    ("wu", "u"), ("ui", "i"), ("ae", "e"), ("ai", "e"), ("ay", "e"), ("sh", "s"), ("ch", "j"),
+    ("k", "g"), ("t", "d"), ("p", "b"), ("r", "l"),
+)  # fmt: skip
+
+# Prefix of a sound key among formal names, so a key only ever equals another key.
+SOUND_KEY_PREFIX = "~"
+
+
+def romanization_key(given: Column) -> Column:
+    """A Korean given name's sound, whatever romanization wrote it: "meanjee", "min-ji" and
+    "minji" share one key, as do "suk-jeen" and "seokjin" or "gyeonghoh" and "kyungho".
+
+    The folds (``_ROMANIZATION_FOLDS``, then a silent "h" closing a syllable, then doubled
+    letters) only join spellings of one sound; they keep "minji" and "minjun", or "jiho" and
+    "jiwoo", apart. They are Korean rules (an English "tina" and "dina" are different names),
+    so callers apply them to names that may be Korean only.
+    """
+    key = F.regexp_replace(F.lower(given), "[^a-z]", "")
+    for spelling, sound in _ROMANIZATION_FOLDS:
+        key = F.replace(key, F.lit(spelling), F.lit(sound))
+    key = F.regexp_replace(key, "h(?=[^aeiouwy]|$)", "")
+    key = F.regexp_replace(key, "(.)\\1+", "$1")
+    return F.when(F.length(key) > 0, F.concat(F.lit(SOUND_KEY_PREFIX), key))
+
+
+def formal_names(first: Column, sound_key: Column | None = None) -> Column:
+    """The given names ``first`` may stand for: itself, the formal ones of a nickname, and
+    ``sound_key`` (its :func:`romanization_key` where the name may be Korean), so that two
+    romanizations of one name overlap as a nickname and its formal name do."""
     nick = F.create_map(
         *chain.from_iterable((F.lit(k), F.array(*map(F.lit, v))) for k, v in _NICKNAMES.items())
     )
-    return F.when(
-        first.isNotNull(), F.array_union(F.array(first), F.coalesce(nick[first], F.array()))
-    )
+    names = F.array_union(F.array(first), F.coalesce(nick[first], F.array()))
+    if sound_key is not None:
+        names = F.array_union(names, F.array_compact(F.array(sound_key)))
+    return F.when(first.isNotNull(), names)
 
 
 def _tokens(full_name: Column) -> Column:
