@@ -156,9 +156,9 @@ def _assign(
     xref: DataFrame,
     resolved_at: datetime,
 ) -> tuple[DataFrame, int]:
-    """``(record_id, customer_id, undecided)`` for the new records, and links inserted."""
+    """``(record_id, customer_id, undecided, source)`` for the new records, and links inserted."""
     if new.isEmpty():
-        return spark.createDataFrame([], _ASSIGNED_SCHEMA), 0
+        return spark.createDataFrame([], f"{_ASSIGNED_SCHEMA}, source string"), 0
     # Holds the resolved records (batch runs write them all, increments add theirs, erasure
     # deletes them), and a scan needs no materializing for Splink. The new records are left
     # out: a replayed micro-batch may have stored their features before it was killed.
@@ -176,7 +176,7 @@ def _assign(
         strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
         assigned = _cluster(spark, settings, strong, fresh, written, xref)
     upsert_rows(spark, settings, GOLD_IDENTITY_FEATURES, fresh, "record_id")
-    return assigned, inserted
+    return assigned.join(fresh.select("record_id", "source"), "record_id"), inserted
 
 
 def _new_features(
@@ -377,8 +377,7 @@ def _write_xref(
     kept = stored.join(touched, "customer_id", "left_semi").select(
         "record_id", "source", "customer_id", "resolved_at"
     )
-    records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).select("record_id", "source")
-    added = assigned.join(records, "record_id").select(
+    added = assigned.select(
         "record_id",
         "source",
         "customer_id",

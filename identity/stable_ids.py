@@ -38,7 +38,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from identity.storage import overwrite_table, read_table, table_exists
+from identity.storage import latest_version, overwrite_table, read_table, table_exists
 from jobs.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
 from jobs.settings import Settings
 from schemas.tables import CUSTOMER_ID_HISTORY, IDENTITY_XREF, conform
@@ -64,13 +64,11 @@ def new_id(record_id: Column) -> Column:
 
 def previous_ids(spark: SparkSession, settings: Settings) -> PreviousIds:
     """What earlier runs assigned; empty frames on the first run."""
-    from delta.tables import DeltaTable
-
     xref_path = GOLD_IDENTITY_XREF.path(settings)
-    if not table_exists(spark, settings, GOLD_IDENTITY_XREF):
+    version = latest_version(spark, xref_path)
+    if version is None:
         empty = spark.createDataFrame([], "record_id string, customer_id string")
         return PreviousIds(empty, empty.select("customer_id"), -1)
-    version = DeltaTable.forPath(spark, xref_path).history(1).first().version
     xref = spark.read.format("delta").option("versionAsOf", version).load(xref_path)
     xref = xref.select("record_id", "customer_id")
     issued = xref.select("customer_id")
