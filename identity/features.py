@@ -290,10 +290,16 @@ def _phone_given_names(features: DataFrame) -> DataFrame:
     )
 
 
-def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
-    """Project silver customer records (and their cases) onto the linkage feature columns."""
+def contact_keys(records: DataFrame) -> DataFrame:
+    """``record_id, email, phone, name_concat`` of silver records, as :func:`build_features`
+    derives them before dropping placeholders: enough to find the records that share one."""
+    return _projected(records).select("record_id", "email", "phone", "name_concat")
+
+
+def _projected(records: DataFrame) -> DataFrame:
+    """The per-record feature columns: no counts over other records yet."""
     first, last = _names()
-    features = records.select(
+    return records.select(
         "record_id",
         "source",
         first.alias("first_name"),
@@ -318,6 +324,11 @@ def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
             ),
         }
     )
+
+
+def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
+    """Project silver customer records (and their cases) onto the linkage feature columns."""
+    features = _projected(records)
     # Materialized here: the name expressions are large, and the self-joins below (name
     # holders, phone given names) would make Spark analyse and run them once per reference
     # (a minute on 300 records on a busy machine, instead of seconds).

@@ -52,7 +52,7 @@ from splink import Linker
 
 from identity.artifact import SavedModel, load_model
 from identity.cluster import classify_links, guarded_components
-from identity.features import build_features
+from identity.features import build_features, contact_keys
 from identity.linker import open_linker
 from identity.predict import LINK_MIN_PROBABILITY, links_table
 from identity.profile import profile_table
@@ -192,21 +192,20 @@ def _new_features(
     records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS)
     interactions = read_table(spark, settings, SILVER_INTERACTIONS)
 
-    def described(ids: DataFrame) -> DataFrame:
-        return build_features(
-            records.join(ids, "record_id", "left_semi"),
-            interactions.join(ids, "record_id", "left_semi"),
-        )
-
-    alone = described(new).select("email", "phone", "name_concat").localCheckpoint()
+    keys = contact_keys(records.join(new, "record_id", "left_semi")).localCheckpoint()
     sharing = [
-        resolved.join(alone.select(key).where(F.col(key).isNotNull()).distinct(), key, "left_semi")
+        resolved.join(keys.select(key).where(F.col(key).isNotNull()).distinct(), key, "left_semi")
         for key in ("email", "phone", "name_concat")
     ]
     neighbourhood = new
     for frame in sharing:
         neighbourhood = neighbourhood.unionByName(frame.select("record_id"))
-    return described(neighbourhood.distinct()).join(new, "record_id", "left_semi").localCheckpoint()
+    neighbourhood = neighbourhood.distinct()
+    features = build_features(
+        records.join(neighbourhood, "record_id", "left_semi"),
+        interactions.join(neighbourhood, "record_id", "left_semi"),
+    )
+    return features.join(new, "record_id", "left_semi").localCheckpoint()
 
 
 def _score_new_records(linker: Linker, resolved: DataFrame, fresh: DataFrame) -> DataFrame:

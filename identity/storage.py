@@ -1,7 +1,8 @@
 """Reading and writing the identity tables, always through the catalog.
 
 A batch run rewrites a gold table whole with a Delta overwrite; an incremental run replaces only
-the rows of the customers it touched with one Delta MERGE (:func:`replace_customer_rows`). Either
+the rows of the customers it touched with one selective Delta overwrite
+(:func:`replace_customer_rows`) and upserts records with one MERGE (:func:`upsert_rows`). Either
 way the new version becomes visible in one commit, and a run that fails before the commit leaves
 readers on the previous version.
 """
@@ -83,10 +84,6 @@ def overwrite_table(df: DataFrame, settings: Settings, table: Table) -> None:
     )
 
 
-# The source column that marks a target row to delete; no catalog table has a column by this name.
-_DELETE_FLAG = "_replace_delete"
-
-
 def replace_customer_rows(
     spark: SparkSession,
     settings: Settings,
@@ -98,22 +95,24 @@ def replace_customer_rows(
     """Make the rows of ``table`` that belong to ``customers`` exactly ``rows``, in one commit.
 
     Incremental runs (a micro-batch touching a few thousand customers) cannot afford to rewrite
-    a whole table, yet readers must never see a customer half-replaced: one Delta MERGE updates
-    the rows whose key is still there, inserts the new ones and deletes the rows those customers
-    no longer have, and a run that fails before its commit leaves the previous version.
+    a whole table, yet readers must never see a customer half-replaced: one selective Delta
+    overwrite (``replaceWhere customer_id IN (...)``) deletes the customers' stored rows and
+    writes their new ones in a single commit, and a run that fails before it leaves the
+    previous version. It costs one scan of the table for the rows to delete; a MERGE, which
+    joins the table with its source and then reads the matched files again, took three times
+    as long on a 1.1-million-row timeline (measured in the freshness benchmark).
 
     ``customers`` has a ``customer_id`` column (duplicates are fine); ``rows`` has the table's
-    columns and holds only those customers' rows, unique on ``key``. Rows are matched on
-    ``customer_id`` plus ``key``, so a row whose key moves to another customer is deleted from
-    the old one and inserted for the new one, provided both customers are in ``customers``.
+    columns and holds only those customers' rows, unique on ``key``; Delta refuses the commit
+    if a row belongs to another customer. Rows are compared on ``customer_id`` plus ``key``,
+    so a row whose key moves to another customer leaves the old one and joins the new one,
+    provided both customers are in ``customers``.
 
-    Only the difference goes into the MERGE: rows equal to the stored ones (maps compared by
-    content) are left out, so a rerun with the same inputs commits nothing and returns 0, and
-    Delta rewrites only the files holding rows that really changed. The customers' stored rows
-    are read once, bounded by the smallest and largest customer id replaced; the MERGE
-    condition carries the same bound because open-source Delta skips files only on such
-    target-only predicates, not on the join. A table clustered by ``customer_id`` then has
-    most files skipped; others are read whole.
+    Only customers whose rows differ from the stored ones (maps compared by content) are
+    rewritten, so a rerun with the same inputs commits nothing and returns 0. The customers'
+    stored rows are read once, bounded by the smallest and largest customer id replaced, which
+    lets Delta skip files of a table clustered by ``customer_id``. The ids of the customers
+    rewritten reach the driver (they are the predicate): a micro-batch's worth.
 
     A table that does not exist yet is created with ``rows``; with no customers nothing is
     written. Returns the rows inserted, updated and deleted.
@@ -121,8 +120,6 @@ def replace_customer_rows(
     from delta.tables import DeltaTable
 
     columns = rows.columns
-    if _DELETE_FLAG in columns:
-        raise ValueError(f"{table.qualified_name}: column {_DELETE_FLAG} is reserved")
     ids = customers.select("customer_id").distinct()
     bounds = ids.agg(F.min("customer_id").alias("lo"), F.max("customer_id").alias("hi")).first()
     if bounds is None or bounds.lo is None:
@@ -133,8 +130,6 @@ def replace_customer_rows(
         written = DeltaTable.forPath(spark, path).history(1).first()
         return int(written.operationMetrics.get("numOutputRows", 0)) if written else 0
 
-    target = DeltaTable.forPath(spark, path)
-    in_bounds = F.col("t.customer_id").between(bounds.lo, bounds.hi)
     match = list(dict.fromkeys(["customer_id", *key]))
     same_key = reduce(and_, [F.col(f"t.{c}") == F.col(f"s.{c}") for c in match])
     same_values = reduce(
@@ -147,39 +142,42 @@ def replace_customer_rows(
         ],
     )
     held = (
-        target.toDF()
-        .alias("t")
-        .where(in_bounds)
+        spark.read.format("delta")
+        .load(path)
+        .where(F.col("customer_id").between(bounds.lo, bounds.hi))
         .join(ids, "customer_id", "left_semi")
         .select(*columns)
         .persist()
     )
-    source = None
     try:
         changed = rows.alias("s").join(held.alias("t"), same_key & same_values, "left_anti")
         gone = held.select(*match).join(rows.select(*match), match, "left_anti")
-        source = (
-            changed.withColumn(_DELETE_FLAG, F.lit(False))
-            .unionByName(gone.withColumn(_DELETE_FLAG, F.lit(True)), allowMissingColumns=True)
-            .persist()
+        differences = changed.select(*match).unionByName(gone).localCheckpoint()
+        replaced = sorted(
+            {r.customer_id for r in differences.select("customer_id").toLocalIterator()}
         )
-        if source.count() == 0:
+        if not replaced:
             return 0
-        assign = {c: F.col(f"s.{c}") for c in columns}
-        metrics = (
-            target.alias("t")
-            .merge(source.alias("s"), in_bounds & same_key)
-            .whenMatchedDelete(condition=F.col(f"s.{_DELETE_FLAG}"))
-            .whenMatchedUpdate(set=assign)
-            .whenNotMatchedInsert(condition=~F.col(f"s.{_DELETE_FLAG}"), values=assign)
-            .execute()
-            .first()
+        new_rows = rows.join(
+            F.broadcast(spark.createDataFrame([(c,) for c in replaced], "customer_id string")),
+            "customer_id",
+            "left_semi",
+        ).localCheckpoint()  # computed before the commit: ``rows`` may read this very table
+        (
+            new_rows.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", _in_list("customer_id", replaced))
+            .save(path)
         )
-        return int(metrics["num_affected_rows"]) if metrics else 0
+        return differences.count()
     finally:
-        if source is not None:
-            source.unpersist()
         held.unpersist()
+
+
+def _in_list(column: str, values: list[str]) -> str:
+    """``column IN ('a', 'b')`` as SQL text, each value quoted as a string literal."""
+    quoted = (v.replace("\\", "\\\\").replace("'", "\\'") for v in values)
+    return f"`{column}` IN (" + ", ".join(f"'{v}'" for v in quoted) + ")"
 
 
 def _comparable(column: Column, dtype: DataType) -> Column:

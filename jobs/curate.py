@@ -37,7 +37,7 @@ inputs writes the same rows and a failed run leaves readers on the previous vers
     ``reports/journey_metrics.html``.
 
 ``curate_customers`` rebuilds the timeline, 360 and agent context of a few customers only (the
-micro-batch path) with the same functions, replacing just their rows with one Delta MERGE per
+micro-batch path) with the same functions, replacing just their rows with one Delta commit per
 table; journey metrics, over everyone, wait for the next ``curate``.
 
 A case is open unless its latest status is a closing status; a case idle for more than
@@ -306,7 +306,7 @@ def curate_customers(
     ``curate``, the latest interaction in the whole gold.customer_timeline once these
     customers' rows are in.
 
-    Each table is written with one Delta MERGE (:func:`identity.storage.replace_customer_rows`):
+    Each table is written with one Delta commit (:func:`identity.storage.replace_customer_rows`):
     readers see a customer's rows in a table either all old or all new, the rows those
     customers no longer have are deleted (a record that left them; every row of a retired id
     passed among ``customers``), and running this again changes nothing. The three tables are
@@ -353,7 +353,7 @@ def curate_customers(
 
 
 class _CustomerRows:
-    """The store of ``curate_customers``: replaces the customers' rows of a table in one MERGE
+    """The store of ``curate_customers``: replaces the customers' rows of a table in one commit
     and hands the same rows, cached so they are computed once, to the next step."""
 
     def __init__(self, spark: SparkSession, settings: Settings, customers: DataFrame) -> None:

@@ -18,12 +18,12 @@ it a micro-batch starts every ``OMNICDP_STREAM_INTERVAL_SECONDS`` until Ctrl-C /
 
 Exactly once: the checkpoint commits a micro-batch only after all four steps returned, so a
 micro-batch killed half-way is run again on restart with the same bronze rows. Every step
-rebuilds its rows from the current tables and writes them with a keyed Delta MERGE (or one
-store transaction), so running a micro-batch again writes the same rows: nothing is lost,
-nothing doubles. Replaying files that were already ingested adds no bronze rows, so it
-triggers nothing here. Commits that rewrite bronze rows instead of adding them (an erasure,
-a killed ingest's leftovers being replaced) are skipped (``skipChangeCommits``): they carry
-no new events.
+rebuilds its rows from the current tables and writes them with a keyed Delta MERGE or a
+selective overwrite of the touched customers (or one store transaction), so running a
+micro-batch again writes the same rows: nothing is lost, nothing doubles. Replaying files that were
+already ingested adds no bronze rows, so it triggers nothing here. Commits that rewrite bronze
+rows instead of adding them (an erasure, a killed ingest's leftovers being replaced) are
+skipped (``skipChangeCommits``): they carry no new events.
 
 What the increments do not decide, the nightly batch does: merging two customers a new record
 bridges, moving a changed record to another customer, aggregates over everyone (journey
