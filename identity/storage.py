@@ -98,9 +98,10 @@ def replace_customer_rows(
     a whole table, yet readers must never see a customer half-replaced: one selective Delta
     overwrite (``replaceWhere customer_id IN (...)``) deletes the customers' stored rows and
     writes their new ones in a single commit, and a run that fails before it leaves the
-    previous version. It costs one scan of the table for the rows to delete; a MERGE, which
-    joins the table with its source and then reads the matched files again, took three times
-    as long on a 1.1-million-row timeline (measured in the freshness benchmark).
+    previous version. It costs one scan of the table for the rows to delete, where a MERGE
+    joins the table with its source and then reads the matched files again: replacing about
+    300 customers' rows in the 1.1-million-row timeline of the 100,000-person benchmark
+    lakehouse took 9.0-14.6 s this way and 12.3-17.4 s with a MERGE.
 
     ``customers`` has a ``customer_id`` column (duplicates are fine); ``rows`` has the table's
     columns and holds only those customers' rows, unique on ``key``; Delta refuses the commit
