@@ -97,6 +97,9 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+_CODEGEN_CACHE_ENTRIES = 5_000
+
+
 def get_spark(settings: Settings, app_name: str = "omnicdp") -> SparkSession:
     """Build (or return the running) SparkSession configured for Delta and Splink."""
     # Python UDF workers must run the interpreter that has our packages (not the system one);
@@ -124,6 +127,11 @@ def get_spark(settings: Settings, app_name: str = "omnicdp") -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")
+        # Compiled query code is cached by its source; the default 100 entries are too few for
+        # one micro-batch's queries, so every micro-batch compiled them all again. With 5,000,
+        # the third 100-event micro-batch of one session took 57.9 s instead of 85.5 s
+        # (300-person benchmark lakehouse, local[2]).
+        .config("spark.sql.codegen.cache.maxEntries", str(_CODEGEN_CACHE_ENTRIES))
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
