@@ -74,20 +74,6 @@ def upsert_rows(
     )
 
 
-def apply_table_properties(spark: SparkSession, settings: Settings, table: Table) -> None:
-    """Set ``table.properties`` on the stored table where they differ (one ALTER), so a table
-    created before a property was declared gets it at its next rebuild; nothing if the table
-    does not exist yet (its writer sets them at creation)."""
-    if not table.properties or not table_exists(spark, settings, table):
-        return
-    path = table.path(settings)
-    stored = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first().properties
-    missing = [(k, v) for k, v in table.properties if stored.get(k) != v]
-    if missing:
-        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in missing)
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
-
-
 def overwrite_table(df: DataFrame, settings: Settings, table: Table) -> None:
     """Replace ``table`` with ``df`` atomically; the schema follows ``df`` (model changes)."""
     (

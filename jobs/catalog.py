@@ -25,8 +25,6 @@ class Table:
     layer: Layer
     name: str
     description: str
-    # Delta table properties the writers set when they create or rebuild the table.
-    properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def qualified_name(self) -> str:
@@ -51,19 +49,7 @@ ERASURE_REQUESTS = Table(
 SILVER_CUSTOMER_RECORDS = Table(
     Layer.SILVER, "customer_records", "one standardized identity record per source key"
 )
-# Each micro-batch MERGEs a few thousand interactions into millions, and the rows it updates
-# (a device's earlier events stitched to the record that just logged in) lie in nearly every
-# file: with deletion vectors the MERGE marks them instead of rewriting those files. On the
-# 100,000-person benchmark lakehouse, 1,000-event micro-batches took 88.6-96.4 s with them and
-# 98.8-115.2 s without (three each). The other tables have none: with deletion vectors on all
-# nine tables a micro-batch writes, its reads slowed more than its writes sped up
-# (122.4-125.5 s).
-SILVER_INTERACTIONS = Table(
-    Layer.SILVER,
-    "interactions",
-    "every interaction in one schema",
-    properties=(("delta.enableDeletionVectors", "true"),),
-)
+SILVER_INTERACTIONS = Table(Layer.SILVER, "interactions", "every interaction in one schema")
 
 GOLD_IDENTITY_LINKS = Table(Layer.GOLD, "identity_links", "scored record pairs with evidence")
 GOLD_IDENTITY_XREF = Table(Layer.GOLD, "identity_xref", "source record -> customer_id")

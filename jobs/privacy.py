@@ -9,8 +9,7 @@ DAG) then works through the pending requests:
    carries, a current customer id, or a retired one followed to the id it lives on as) and save
    them on the request. From here on the run works from the saved ids, so a retry after a crash
    finds the same customers even when their records are already gone.
-2. **Delete**, as Delta deletes (MERGE ... DELETE, then a purge that rewrites the files still
-   holding rows marked deleted in deletion vectors), in an order where every table a later
+2. **Delete**, as Delta deletes (MERGE ... DELETE), in an order where every table a later
    deletion looks things up in is deleted after it: bronze rows (the customer's records by
    source key, and every row that silver interactions trace back to them by file and line, so
    anonymous web and app events stitched to them go too); quarantined lines that contain one of
@@ -419,23 +418,10 @@ def _delete_naming(
 def _merge_delete(
     spark: SparkSession, settings: Settings, table: Table, source: DataFrame, condition: str
 ) -> int:
-    """One MERGE ... DELETE, then the purge of deleted rows from the current files; rows
-    deleted, from the MERGE's commit."""
+    """One MERGE ... DELETE; rows deleted, from its commit."""
     target = _delta(spark, settings, table)
     merge = target.alias("t").merge(source.distinct().alias("s"), condition).whenMatchedDelete()
-    deleted = merge_commit_metric(target, merge, "numTargetRowsDeleted")
-    _purge_deleted_rows(spark, settings, table)
-    return deleted
-
-
-def _purge_deleted_rows(spark: SparkSession, settings: Settings, table: Table) -> None:
-    """Rewrite the files of ``table`` that still hold rows marked deleted in deletion vectors
-    (by this erasure, or by micro-batches whose MERGE updated a row: its old version stays in
-    the file), so no current file holds them and the next vacuum past the retention removes
-    the old files. Files without deletion vectors are left alone; with none, nothing is
-    committed. Every table, not only those declaring deletion vectors (``jobs.catalog``):
-    someone may have enabled them on another."""
-    spark.sql(f"REORG TABLE delta.`{table.path(settings)}` APPLY (PURGE)")
+    return merge_commit_metric(target, merge, "numTargetRowsDeleted")
 
 
 def _erase_serving(settings: Settings, targets: DataFrame) -> int:

@@ -32,8 +32,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from identity.storage import apply_table_properties, latest_version, upsert_rows
-from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, Table, bronze_table
+from identity.storage import latest_version, upsert_rows
+from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
 from jobs.settings import Settings
 from schemas.sources import APP, CALL_CENTER, POS, SOCIAL, WEB
 from schemas.tables import CUSTOMER_RECORDS, INTERACTIONS, conform
@@ -100,10 +100,8 @@ def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
     interactions = _stitch_anonymous(interactions)
     records = _with_activity(conform(records, CUSTOMER_RECORDS), interactions)
     interactions = _dedupe_interactions(conform(interactions, INTERACTIONS, fill_missing=True))
-    _overwrite(
-        spark, settings, SILVER_CUSTOMER_RECORDS, conform(records, CUSTOMER_RECORDS), metadata
-    )
-    _overwrite(spark, settings, SILVER_INTERACTIONS, interactions, metadata)
+    _overwrite(conform(records, CUSTOMER_RECORDS), SILVER_CUSTOMER_RECORDS.path(settings), metadata)
+    _overwrite(interactions, SILVER_INTERACTIONS.path(settings), metadata)
     summary = StandardizeSummary(
         customer_records=_counts_by_source(spark, SILVER_CUSTOMER_RECORDS.path(settings)),
         interactions=_counts_by_source(spark, SILVER_INTERACTIONS.path(settings)),
@@ -246,19 +244,13 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return result
 
 
-def _overwrite(
-    spark: SparkSession, settings: Settings, table: Table, df: DataFrame, metadata: str
-) -> None:
-    """Rebuild ``table`` with ``df`` in one commit carrying ``metadata``, with the table's
-    properties (set first on a table that lacks them, so the rebuild is the latest commit)."""
-    apply_table_properties(spark, settings, table)
+def _overwrite(df: DataFrame, path: str, metadata: str) -> None:
     (
         df.write.format("delta")
         .mode("overwrite")
         .option("overwriteSchema", "true")
-        .options(**dict(table.properties))
         .option("userMetadata", metadata)
-        .save(table.path(settings))
+        .save(path)
     )
 
 

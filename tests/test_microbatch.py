@@ -206,23 +206,6 @@ def test_every_line_is_in_silver_once_and_every_record_has_one_customer(
     )
 
 
-def test_interactions_are_updated_in_deletion_vectors_not_rewritten_files(
-    spark: SparkSession, incremented: Incremented
-) -> None:
-    """The micro-batch's MERGE into silver.interactions updates earlier events (stitched to the
-    record that just signed in) by marking their old rows, rewriting none of the files."""
-    merges = (
-        DeltaTable.forPath(spark, SILVER_INTERACTIONS.path(incremented.settings))
-        .history()
-        .where(F.col("operation") == "MERGE")
-        .collect()
-    )
-    metrics = [{k: int(v) for k, v in m.operationMetrics.items()} for m in merges]
-    assert sum(m["numTargetRowsUpdated"] for m in metrics) > 0
-    assert sum(m["numTargetDeletionVectorsAdded"] for m in metrics) > 0
-    assert [m["numTargetFilesRemoved"] for m in metrics] == [0] * len(metrics)
-
-
 @pytest.mark.usefixtures("same_session_env")
 def test_replaying_the_same_files_changes_nothing(
     spark: SparkSession, incremented: Incremented
