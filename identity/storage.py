@@ -9,6 +9,7 @@ readers on the previous version.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import reduce
 from operator import and_
 from typing import TYPE_CHECKING
@@ -84,6 +85,15 @@ def overwrite_table(df: DataFrame, settings: Settings, table: Table) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Replaced:
+    """What :func:`replace_customer_rows` did: the rows it inserted, updated and deleted, and
+    the customers' rows as it wrote them, already computed, for a next step to build on."""
+
+    changed: int
+    rows: DataFrame
+
+
 def replace_customer_rows(
     spark: SparkSession,
     settings: Settings,
@@ -91,7 +101,7 @@ def replace_customer_rows(
     customers: DataFrame,
     rows: DataFrame,
     key: list[str],
-) -> int:
+) -> Replaced:
     """Make the rows of ``table`` that belong to ``customers`` exactly ``rows``, in one commit.
 
     Incremental runs (a micro-batch touching a few thousand customers) cannot afford to rewrite
@@ -113,13 +123,14 @@ def replace_customer_rows(
     provided both customers are in ``customers``.
 
     Only customers whose rows differ from the stored ones (maps compared by content) are
-    rewritten, so a rerun with the same inputs commits nothing and returns 0. The table is read
-    twice, for the customers' stored rows and by the overwrite, both with the same ``IN``
-    list; ``rows`` is computed once. The customer ids reach the driver (they are the
-    predicate): a micro-batch's worth.
+    rewritten, so a rerun with the same inputs commits nothing and changes 0 rows. The table is
+    read twice, for the customers' stored rows and by the overwrite, both with the same ``IN``
+    list; ``rows`` is computed once, and returned computed, so a caller building on them does
+    not compute them again. The customer ids reach the driver (they are the predicate): a
+    micro-batch's worth.
 
     A table that does not exist yet is created with ``rows``; with no customers nothing is
-    written. Returns the rows inserted, updated and deleted.
+    written.
     """
     from delta.tables import DeltaTable
 
@@ -129,16 +140,18 @@ def replace_customer_rows(
         - {None}
     )
     if not ids:
-        return 0
+        return Replaced(0, rows)
+    # Computed once, before the commit: the comparison, the write and the caller need them,
+    # and ``rows`` may read this very table.
+    rows = rows.localCheckpoint()
     path = table.path(settings)
     if not table_exists(spark, settings, table):
         rows.write.format("delta").mode("errorifexists").save(path)
         written = DeltaTable.forPath(spark, path).history(1).first()
-        return int(written.operationMetrics.get("numOutputRows", 0)) if written else 0
+        return Replaced(
+            int(written.operationMetrics.get("numOutputRows", 0)) if written else 0, rows
+        )
 
-    # Computed once, before the commit: the comparison and the write both need them, and
-    # ``rows`` may read this very table.
-    rows = rows.localCheckpoint()
     match = list(dict.fromkeys(["customer_id", *key]))
     same_key = reduce(and_, [F.col(f"t.{c}") == F.col(f"s.{c}") for c in match])
     same_values = reduce(
@@ -163,11 +176,11 @@ def replace_customer_rows(
         per_customer = changed.select(*match).unionByName(gone).groupBy("customer_id").count()
         differences = {r.customer_id: r["count"] for r in per_customer.toLocalIterator()}
         if not differences:
-            return 0
+            return Replaced(0, rows)
         replaced = _in_list("customer_id", sorted(differences))
         new_rows = rows.where(F.expr(replaced))
         new_rows.write.format("delta").mode("overwrite").option("replaceWhere", replaced).save(path)
-        return sum(differences.values())
+        return Replaced(sum(differences.values()), rows)
     finally:
         held.unpersist()
 

@@ -334,7 +334,6 @@ def curate_customers(
             settings, rules, timeline, profile, as_of_micros, store, journeys=False
         )
     finally:
-        store.release()
         ids.unpersist()
     summary = CustomerCurateSummary(
         customers=count,
@@ -354,28 +353,22 @@ def curate_customers(
 
 class _CustomerRows:
     """The store of ``curate_customers``: replaces the customers' rows of a table in one commit
-    and hands the same rows, cached so they are computed once, to the next step."""
+    and hands the rows as written (computed once, by the replacement) to the next step."""
 
     def __init__(self, spark: SparkSession, settings: Settings, customers: DataFrame) -> None:
         self._spark = spark
         self._settings = settings
         self._customers = customers
-        self._cached: list[DataFrame] = []
         self.rows: dict[str, int] = {}
         self.changed: dict[str, int] = {}
 
     def __call__(self, table: Table, df: DataFrame) -> DataFrame:
-        rows = df.persist()
-        self._cached.append(rows)
-        self.changed[table.qualified_name] = replace_customer_rows(
-            self._spark, self._settings, table, self._customers, rows, _ROW_KEYS[table]
+        replaced = replace_customer_rows(
+            self._spark, self._settings, table, self._customers, df, _ROW_KEYS[table]
         )
-        self.rows[table.qualified_name] = rows.count()
-        return rows
-
-    def release(self) -> None:
-        for rows in self._cached:
-            rows.unpersist()
+        self.changed[table.qualified_name] = replaced.changed
+        self.rows[table.qualified_name] = replaced.rows.count()
+        return replaced.rows
 
 
 def _timeline(

@@ -644,7 +644,7 @@ def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
     customers = customers_frame(spark, "A", "C")
 
     def replace() -> int:
-        return replace_customer_rows(spark, settings, table, customers, new, ["record_id"])
+        return replace_customer_rows(spark, settings, table, customers, new, ["record_id"]).changed
 
     def stored() -> list[tuple]:
         found = spark.read.format("delta").load(table.path(settings)).collect()
