@@ -117,15 +117,16 @@ def replace_customer_rows(
     100 to 10,000 events); only the small files of earlier micro-batches were left alone.
 
     ``customers`` has a ``customer_id`` column (duplicates are fine); ``rows`` has the table's
-    columns and holds only those customers' rows, unique on ``key``; Delta refuses the commit
-    if a row belongs to another customer. Rows are compared on ``customer_id`` plus ``key``,
-    so a row whose key moves to another customer leaves the old one and joins the new one,
-    provided both customers are in ``customers``.
+    columns and holds only those customers' rows, unique on ``key``; a row of another customer
+    raises ``ValueError`` before any commit (its customer's stored rows would be replaced
+    too). Rows are compared on ``customer_id`` plus ``key``, so a row whose key moves to another
+    customer leaves the old one and joins the new one, provided both customers are in
+    ``customers``.
 
     Only customers whose rows differ from the stored ones (maps compared by content) are
     rewritten, so a rerun with the same inputs commits nothing and changes 0 rows. The table is
-    read twice, for the customers' stored rows and by the overwrite, both with the same ``IN``
-    list; ``rows`` is computed once, and returned computed, so a caller building on them does
+    read twice: for the customers' stored rows, and by the overwrite of those whose rows
+    differ; ``rows`` is computed once, and returned computed, so a caller building on them does
     not compute them again. The customer ids reach the driver (they are the predicate): a
     micro-batch's worth.
 
@@ -177,6 +178,12 @@ def replace_customer_rows(
         differences = {r.customer_id: r["count"] for r in per_customer.toLocalIterator()}
         if not differences:
             return Replaced(0, rows)
+        outsiders = differences.keys() - set(ids)
+        if outsiders:
+            raise ValueError(
+                f"{table.qualified_name}: rows of {len(outsiders)} customers not among the "
+                "customers to replace"
+            )
         replaced = _in_list("customer_id", sorted(differences))
         new_rows = rows.where(F.expr(replaced))
         new_rows.write.format("delta").mode("overwrite").option("replaceWhere", replaced).save(path)

@@ -661,3 +661,7 @@ def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
     assert stored() == expected
     assert replace() == 0
     assert stored() == expected
+    stray = new.unionByName(spark.createDataFrame([("B", "r4", "moved", None)], schema))
+    with pytest.raises(ValueError, match="rows of 1 customers not among"):
+        replace_customer_rows(spark, settings, table, customers, stray, ["record_id"])
+    assert stored() == expected  # B's stored rows are not replaced by a stray row
