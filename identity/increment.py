@@ -1,9 +1,16 @@
-"""Resolve new records as they arrive: join an existing customer, or become a new one.
+"""Resolve a micro-batch's records: refresh the known ones' customers, then match the new ones.
 
-The micro-batch path (``jobs.microbatch``) calls :func:`resolve_increment` with the records a
-micro-batch created or changed. Records already in gold.identity_xref keep their customer id
-(a changed record that would now belong elsewhere is the nightly run's to move). Each new
-record is scored with the saved model, never retrained here:
+The micro-batch path (``jobs.microbatch``) calls two functions, in this order, so that the
+customers it already knows reach the agent before any new record is scored:
+
+- :func:`refresh_known` rebuilds the golden records of the customers owning the records a
+  micro-batch changed or gave activity to. Records already in gold.identity_xref keep their
+  customer id (a changed record that would now belong elsewhere is the nightly run's to move).
+- :func:`resolve_new_records` gives each new record a customer id with the saved model, never
+  retrained here, and rebuilds the golden records of the customers the new records joined or
+  started.
+
+Each new record is scored:
 
 - against the resolved records as gold.identity_features holds them (the batch run writes
   every record's linkage features there; increments add theirs), with Splink's incremental
@@ -29,10 +36,12 @@ batch run gave them until the next batch run.
 
 Writes, each idempotent, so a micro-batch replayed after a crash converges on the same rows:
 the new records' features are upserted into gold.identity_features, the new scored pairs
-are inserted into gold.identity_links (keyed by the pair), the touched
-customers' gold.identity_xref rows and gold.customer_profile rows are replaced in one commit
-each (:func:`identity.storage.replace_customer_rows`). The links and xref rows carry this
-increment's ``resolved_at``; profiles carry the model version.
+are inserted into gold.identity_links (keyed by the pair), the customers' gold.identity_xref
+rows (new records only) and gold.customer_profile rows are replaced in one commit each
+(:func:`identity.storage.replace_customer_rows`). The links and xref rows carry the
+increment's ``resolved_at``; profiles carry the model version. Running both functions gives
+the rows one pass over the known and the new records together would give: a customer both
+touch has its golden record rebuilt twice, the second time with its new records.
 
 Only the micro-batch's records, their candidate pairs and the records of the customers they
 link to reach the driver (for the guard's union-find), never a whole table.
@@ -89,7 +98,7 @@ class NoModelError(RuntimeError):
 class IdentityIncrement:
     """What one increment did (counts only, no PII) and the customers it touched."""
 
-    customers: DataFrame  # customer_id: every customer whose records or activity changed
+    customers: DataFrame  # customer_id: every customer a new record joined or started
     new_records: int
     joined: int  # new records that joined an existing customer
     new_customers: int
@@ -98,28 +107,45 @@ class IdentityIncrement:
     seconds: float
 
 
-def resolve_increment(
-    spark: SparkSession, settings: Settings, record_ids: DataFrame, affected: DataFrame
-) -> IdentityIncrement:
-    """Assign customer ids to the new ones among ``record_ids`` and refresh the profiles of
-    every customer owning one of ``affected`` (both one-column ``record_id`` frames)."""
-    started = time.monotonic()
-    survivorship = load_survivorship_rules(settings.survivorship_rules)
+def refresh_known(spark: SparkSession, settings: Settings, affected: DataFrame) -> DataFrame:
+    """The customers owning ``affected`` records (a ``record_id`` frame) in gold.identity_xref
+    as it stands, their golden records rebuilt; a ``customer_id`` frame, computed once.
+
+    New records are not in the xref yet, so they add no customer here: their customers come
+    from :func:`resolve_new_records`.
+    """
     model = _saved_model(spark, settings)
-    resolved_at = datetime.now(UTC).replace(microsecond=0)
-    stored = read_table(spark, settings, GOLD_IDENTITY_XREF)
-    xref = stored.select("record_id", "customer_id")
-    new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
-    assigned, links = _assign(spark, settings, model, new, xref, resolved_at)
-    touched = (
-        assigned.select("customer_id")
-        .unionByName(xref.join(affected, "record_id", "left_semi").select("customer_id"))
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF)
+    customers = (
+        xref.join(affected, "record_id", "left_semi")
+        .select("customer_id")
         .distinct()
         .localCheckpoint()
     )
+    _write_profiles(spark, settings, customers, model, _now())
+    return customers
+
+
+def resolve_new_records(
+    spark: SparkSession, settings: Settings, record_ids: DataFrame
+) -> IdentityIncrement:
+    """Assign customer ids to the records among ``record_ids`` (a ``record_id`` frame) that
+    gold.identity_xref does not hold, and rebuild the golden records of the customers they
+    joined or started (module doc)."""
+    started = time.monotonic()
+    model = _saved_model(spark, settings)
+    stored = read_table(spark, settings, GOLD_IDENTITY_XREF)
+    xref = stored.select("record_id", "customer_id")
+    new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
+    if new.isEmpty():
+        nobody = spark.createDataFrame([], "customer_id string")
+        return IdentityIncrement(nobody, 0, 0, 0, 0, 0, time.monotonic() - started)
+    resolved_at = _now()
+    assigned, links = _assign(spark, settings, model, new, xref, resolved_at)
+    touched = assigned.select("customer_id").distinct().localCheckpoint()
     counts = _counts(assigned, xref)  # before the xref (read lazily here) gets the new ids
     _write_xref(spark, settings, stored, assigned, touched, resolved_at)
-    _write_profiles(spark, settings, touched, model, resolved_at, survivorship)
+    _write_profiles(spark, settings, touched, model, resolved_at)
     return IdentityIncrement(
         customers=touched,
         new_records=counts["new_records"],
@@ -129,6 +155,11 @@ def resolve_increment(
         links=links,
         seconds=time.monotonic() - started,
     )
+
+
+def _now() -> datetime:
+    """The increment's ``resolved_at``: UTC, to the second, as the batch run stamps its rows."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _saved_model(spark: SparkSession, settings: Settings) -> SavedModel:
@@ -156,9 +187,8 @@ def _assign(
     xref: DataFrame,
     resolved_at: datetime,
 ) -> tuple[DataFrame, int]:
-    """``(record_id, customer_id, undecided, source)`` for the new records, and links inserted."""
-    if new.isEmpty():
-        return spark.createDataFrame([], f"{_ASSIGNED_SCHEMA}, source string"), 0
+    """``(record_id, customer_id, undecided, source)`` for the new records (at least one), and
+    the links inserted."""
     # Holds the resolved records (batch runs write them all, increments add theirs, erasure
     # deletes them), and a scan needs no materializing for Splink. The new records are left
     # out: a replayed micro-batch may have stored their features before it was killed.
@@ -397,9 +427,9 @@ def _write_profiles(
     touched: DataFrame,
     model: SavedModel,
     resolved_at: datetime,
-    survivorship: Any,
 ) -> None:
     """Rebuild the touched customers' golden records with the batch run's survivorship."""
+    survivorship = load_survivorship_rules(settings.survivorship_rules)
     xref = read_table(spark, settings, GOLD_IDENTITY_XREF).join(touched, "customer_id", "left_semi")
     records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).join(
         xref.select("record_id"), "record_id", "left_semi"

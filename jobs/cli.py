@@ -104,7 +104,8 @@ def cmd_microbatch(args: argparse.Namespace) -> int:
         "joined": summary.joined,
         "new customers": summary.new_customers,
         "undecided": summary.undecided,
-        "customers served": summary.customers,
+        "customers served (known)": summary.customers,
+        "customers served (new records)": summary.new_record_customers,
     }
     table = RichTable(
         *columns,

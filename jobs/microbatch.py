@@ -1,22 +1,29 @@
 """From new web and app events to the agent's screen: silver, identity, curated rows, serving.
 
 ``omnicdp stream`` lands web and app events in bronze. ``omnicdp microbatch`` takes it from
-there: a second Structured Streaming query reads the rows the bronze tables gained (Delta's
+there: a second Structured Streaming query reads the rows the bronze tables gain (Delta's
 streaming source, checkpointed in ``MICROBATCH_CHECKPOINT``) and, per micro-batch, for just
 the records and customers those rows touch:
 
 1. rebuilds their silver rows (:func:`jobs.standardize.standardize_increment`);
-2. gives new records a customer id, joining an existing customer or starting a new one, and
-   rebuilds the touched customers' golden records (:func:`identity.increment.resolve_increment`);
-3. rebuilds their timeline, 360 and agent context rows (:func:`jobs.curate.curate_customers`);
-4. replaces their rows in the serving store's current generation
-   (:func:`jobs.publish.publish_customers`), where the agent API reads them.
+2. rebuilds the golden records of the customers owning the records it changed or gave new
+   events to (:func:`identity.increment.refresh_known`), then their timeline, 360 and agent context
+   rows (:func:`jobs.curate.curate_customers`), and replaces their rows in the serving store's
+   current generation (:func:`jobs.publish.publish_customers`), where the agent API reads them;
+3. gives the new records a customer id, joining an existing customer or starting a new one
+   (:func:`identity.increment.resolve_new_records`), and curates and serves the customers
+   they joined or started as in step 2.
+
+Known customers come first: they are the ones an agent may have on the phone, and matching
+new records with Splink is the longest step of a micro-batch, so they no longer wait for it.
+A customer a new record joins is served twice: at step 2 with the events of its known
+records, at step 3 with the new record's too.
 
 ``--once`` (trigger ``availableNow``) processes every bronze row not yet processed and stops,
 for schedulers (the ``omnicdp_microbatch`` DAG runs ``stream --once`` and then this); without
 it a micro-batch starts every ``OMNICDP_STREAM_INTERVAL_SECONDS`` until Ctrl-C / SIGTERM.
 
-Exactly once: the checkpoint commits a micro-batch only after all four steps returned, so a
+Exactly once: the checkpoint commits a micro-batch only after all three steps returned, so a
 micro-batch killed half-way is run again on restart with the same bronze rows. Every step
 rebuilds its rows from the current tables and writes them with a keyed Delta MERGE or a
 selective overwrite of the touched customers (or one store transaction), so running a
@@ -45,14 +52,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from identity.increment import resolve_increment
+from identity.increment import IdentityIncrement, refresh_known, resolve_new_records
 from identity.storage import latest_version, table_exists
 from jobs.catalog import MICROBATCH_CHECKPOINT, bronze_table
 from jobs.curate import curate_customers
-from jobs.publish import publish_customers
+from jobs.publish import CustomersPublishSummary, publish_customers
 from jobs.settings import Settings
 from jobs.standardize import (
     ANONYMOUS_KEYS,
+    SilverIncrement,
     record_key,
     standardize_increment,
     standardized_bronze_versions,
@@ -77,7 +85,8 @@ class MicrobatchSummary:
     joined: int = 0
     new_customers: int = 0
     undecided: int = 0
-    customers: int = 0
+    customers: int = 0  # customers served at step 2: owners of the records already resolved
+    new_record_customers: int = 0  # customers served at step 3: joined or started by new records
     served_rows: dict[str, int] = field(default_factory=dict)
     step_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -152,7 +161,7 @@ def _start_query(
 
 
 class _Increment:
-    """The work of one micro-batch: the four steps of the module doc, then a progress line."""
+    """The work of one micro-batch: the three steps of the module doc, then a progress line."""
 
     def __init__(self, settings: Settings, summary: MicrobatchSummary, progress: Progress) -> None:
         self._settings = settings
@@ -167,13 +176,43 @@ class _Increment:
         bronze_rows = int(touched.agg(F.sum("count")).first()[0] or 0)
         with clock("silver"):
             silver = standardize_increment(spark, settings, touched.drop("count"))
+        with clock("profiles"):
+            known = refresh_known(spark, settings, silver.affected)
+        known_served = self._curate_and_serve(spark, known, clock, "")
         with clock("identity"):
-            identity = resolve_increment(spark, settings, silver.record_ids, silver.affected)
-            customers = identity.customers.count()
-        with clock("curate"):
-            curate_customers(spark, settings, identity.customers)
-        with clock("serve"):
-            served = publish_customers(spark, settings, identity.customers)
+            identity = resolve_new_records(spark, settings, silver.record_ids)
+        new_served = (
+            self._curate_and_serve(spark, identity.customers, clock, " new")
+            if identity.new_records
+            else None
+        )
+        self._add(bronze_rows, silver, identity, known_served, new_served, clock)
+        self._progress(
+            f"micro-batch {micro_batch}: {bronze_rows} bronze rows -> {silver.records} records, "
+            f"{silver.interactions} interactions; {known_served.customers} known customers "
+            f"served; {identity.new_records} new records ({identity.joined} joined a customer, "
+            f"{identity.new_customers} new customers, {identity.undecided} left for the "
+            f"nightly run), {new_served.customers if new_served else 0} of their customers "
+            f"served ({clock})"
+        )
+
+    def _curate_and_serve(
+        self, spark: SparkSession, customers: DataFrame, clock: _Clock, label: str
+    ) -> CustomersPublishSummary:
+        with clock(f"curate{label}"):
+            curate_customers(spark, self._settings, customers)
+        with clock(f"serve{label}"):
+            return publish_customers(spark, self._settings, customers)
+
+    def _add(
+        self,
+        bronze_rows: int,
+        silver: SilverIncrement,
+        identity: IdentityIncrement,
+        known_served: CustomersPublishSummary,
+        new_served: CustomersPublishSummary | None,
+        clock: _Clock,
+    ) -> None:
         with self._lock:
             s = self._summary
             s.micro_batches += 1
@@ -184,18 +223,13 @@ class _Increment:
             s.joined += identity.joined
             s.new_customers += identity.new_customers
             s.undecided += identity.undecided
-            s.customers += customers
-            for table, rows in served.rows.items():
-                s.served_rows[table] = s.served_rows.get(table, 0) + rows
+            s.customers += known_served.customers
+            s.new_record_customers += new_served.customers if new_served else 0
+            for publication in filter(None, (known_served, new_served)):
+                for table, rows in publication.rows.items():
+                    s.served_rows[table] = s.served_rows.get(table, 0) + rows
             for step, seconds in clock.seconds.items():
                 s.step_seconds[step] = s.step_seconds.get(step, 0.0) + seconds
-        self._progress(
-            f"micro-batch {micro_batch}: {bronze_rows} bronze rows -> {silver.records} records, "
-            f"{silver.interactions} interactions; {identity.new_records} new records "
-            f"({identity.joined} joined a customer, {identity.new_customers} new customers, "
-            f"{identity.undecided} left for the nightly run); {customers} customers served "
-            f"({clock})"
-        )
 
 
 class _Clock:

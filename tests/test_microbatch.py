@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from jobs.segments import build_segments
 from jobs.settings import Settings
 from jobs.simulate import simulate
 from jobs.standardize import standardize
-from serving.store import open_store
+from serving.store import Generation, open_store
 from tests.test_dags import EMAIL, airflow, airflow_env, migrated_home, output_of, task_states
 
 PEOPLE = 80
@@ -180,11 +181,8 @@ def test_new_events_reach_the_serving_store(spark: SparkSession, incremented: In
     generation = open_store(settings.resolved_serving_url).current()
     assert generation is not None
     for customer_id in sorted({r.customer_id for r in new})[:20]:
-        served = {
-            json.loads(e)["interaction_id"] for e in generation.timeline(customer_id, 500, None)
-        }
         expected = {r.interaction_id for r in new if r.customer_id == customer_id}
-        assert expected <= served, customer_id
+        assert expected <= set(timeline_ids(generation, customer_id)), customer_id
         assert generation.customer(customer_id) is not None
 
 
@@ -218,14 +216,63 @@ def test_replaying_the_same_files_changes_nothing(
     assert {t: version(spark, settings, t) for t in WATCHED} == before
 
 
+def silver_grew(spark: SparkSession, settings: Settings, reference: Settings) -> Callable[[], bool]:
+    """Kill point: the micro-batch has merged its first rows into silver."""
+    start = version(spark, settings, SILVER_INTERACTIONS)
+    return lambda: version(spark, settings, SILVER_INTERACTIONS) != start
+
+
+def known_customers_served(
+    spark: SparkSession, settings: Settings, reference: Settings
+) -> Callable[[], bool]:
+    """Kill point: the store shows a held event of a customer the nightly run resolved (the
+    reference run's silver says which events the held files carry)."""
+    held = (
+        read(spark, reference, SILVER_INTERACTIONS)
+        .join(read(spark, settings, GOLD_IDENTITY_XREF), "record_id")  # the nightly xref
+        .join(read(spark, settings, SILVER_INTERACTIONS), "interaction_id", "left_anti")
+        .select("customer_id", "interaction_id")
+        .orderBy("customer_id", "interaction_id")
+        .limit(20)
+        .collect()
+    )
+    assert held
+
+    def served() -> bool:
+        store = open_store(settings.resolved_serving_url)
+        try:
+            generation = store.current()
+            return any(
+                row.interaction_id in timeline_ids(generation, row.customer_id) for row in held
+            )
+        finally:
+            store.close()
+
+    return served
+
+
+def timeline_ids(generation: Generation, customer_id: str) -> list[str]:
+    """The interaction ids of a customer's served timeline, newest first."""
+    return [json.loads(e)["interaction_id"] for e in generation.timeline(customer_id, 500, None)]
+
+
+def unmatched_records(spark: SparkSession, settings: Settings) -> int:
+    records = read(spark, settings, SILVER_CUSTOMER_RECORDS)
+    return records.join(read(spark, settings, GOLD_IDENTITY_XREF), "record_id", "left_anti").count()
+
+
 @pytest.mark.usefixtures("same_session_env")
+@pytest.mark.parametrize("kill_when", [silver_grew, known_customers_served])
 def test_a_killed_micro_batch_is_completed_by_the_restart(
-    spark: SparkSession, incremented: Incremented, tmp_path: Path
+    spark: SparkSession,
+    incremented: Incremented,
+    tmp_path: Path,
+    kill_when: Callable[[SparkSession, Settings, Settings], Callable[[], bool]],
 ) -> None:
     settings = copy_nightly(incremented.base, tmp_path)
     land_held(incremented.base, settings)
     assert cli(settings, "stream", "--once") == 0
-    start = version(spark, settings, SILVER_INTERACTIONS)
+    killed = kill_when(spark, settings, incremented.settings)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -243,15 +290,18 @@ def test_a_killed_micro_batch_is_completed_by_the_restart(
         env={**os.environ, "OMNICDP_SPARK_MASTER": "local[1]"},
     )
     deadline = time.monotonic() + 300
-    while version(spark, settings, SILVER_INTERACTIONS) == start:
+    while not killed():
         assert process.poll() is None, "the micro-batch ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    if kill_when is known_customers_served:  # served before a single new record was matched
+        assert unmatched_records(spark, settings) > 0
     killed_at = {t: version(spark, settings, t) for t in (GOLD_IDENTITY_XREF, GOLD_AGENT_CONTEXT)}
     assert cli(settings, "microbatch", "--once") == 0
     assert {t: version(spark, settings, t) for t in killed_at} != killed_at
+    assert unmatched_records(spark, settings) == 0
 
     expected = read(spark, incremented.settings, GOLD_IDENTITY_XREF).select(
         "record_id", "customer_id"
@@ -261,12 +311,8 @@ def test_a_killed_micro_batch_is_completed_by_the_restart(
     served = open_store(settings.resolved_serving_url).current()
     reference = open_store(incremented.settings.resolved_serving_url).current()
     for row in got.select("customer_id").distinct().orderBy("customer_id").limit(40).collect():
-        mine = [
-            json.loads(e)["interaction_id"] for e in served.timeline(row.customer_id, 500, None)
-        ]
-        theirs = [
-            json.loads(e)["interaction_id"] for e in reference.timeline(row.customer_id, 500, None)
-        ]
+        mine = timeline_ids(served, row.customer_id)
+        theirs = timeline_ids(reference, row.customer_id)
         assert mine == theirs, row.customer_id
         assert len(mine) == len(set(mine))
 
