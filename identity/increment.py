@@ -36,12 +36,14 @@ batch run gave them until the next batch run.
 
 Writes, each idempotent, so a micro-batch replayed after a crash converges on the same rows:
 the new records' features are upserted into gold.identity_features, the new scored pairs
-are inserted into gold.identity_links (keyed by the pair), the customers' gold.identity_xref
-rows (new records only) and gold.customer_profile rows are replaced in one commit each
+are inserted into gold.identity_links (keyed by the pair), the gold.identity_xref rows of the
+customers the new records joined or started and the gold.customer_profile rows of every
+customer either function touches are replaced in one commit each
 (:func:`identity.storage.replace_customer_rows`). The links and xref rows carry the
 increment's ``resolved_at``; profiles carry the model version. Running both functions gives
-the rows one pass over the known and the new records together would give: a customer both
-touch has its golden record rebuilt twice, the second time with its new records.
+the customer ids and golden records one pass over the known and the new records together
+would give, timestamps aside: a customer both touch has its golden record rebuilt twice, the
+second time with its new records.
 
 Only the micro-batch's records, their candidate pairs and the records of the customers they
 link to reach the driver (for the guard's union-find), never a whole table.
