@@ -69,6 +69,7 @@ from identity.predict import LINK_MIN_PROBABILITY, links_table
 from identity.profile import profile_table
 from identity.stable_ids import new_id, previous_ids
 from identity.storage import (
+    collect_customer_ids,
     merge_commit_metric,
     read_table,
     replace_customer_rows,
@@ -418,9 +419,9 @@ def _write_xref(
     sized = rows.withColumn(
         "cluster_size", F.count(F.lit(1)).over(Window.partitionBy("customer_id")).cast("long")
     )
-    replace_customer_rows(
-        spark, settings, GOLD_IDENTITY_XREF, touched, conform(sized, IDENTITY_XREF), ["record_id"]
-    )
+    ids = collect_customer_ids(touched)
+    xref = conform(sized, IDENTITY_XREF)
+    replace_customer_rows(spark, settings, GOLD_IDENTITY_XREF, ids, xref, ["record_id"])
 
 
 def _write_profiles(
@@ -437,9 +438,8 @@ def _write_profiles(
         xref.select("record_id"), "record_id", "left_semi"
     )
     profiles = profile_table(records, xref, model.model_version, resolved_at, survivorship)
-    replace_customer_rows(
-        spark, settings, GOLD_CUSTOMER_PROFILE, touched, profiles, ["customer_id"]
-    )
+    ids = collect_customer_ids(touched)
+    replace_customer_rows(spark, settings, GOLD_CUSTOMER_PROFILE, ids, profiles, ["customer_id"])
 
 
 def _counts(assigned: DataFrame, xref_before: DataFrame) -> dict[str, int]:

@@ -9,6 +9,7 @@ readers on the previous version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import and_
@@ -94,15 +95,31 @@ class Replaced:
     rows: DataFrame
 
 
+def collect_customer_ids(customers: DataFrame) -> list[str]:
+    """The distinct non-null ``customer_id`` values of ``customers``, sorted, on the driver.
+
+    For the micro-batch path, whose customers are a micro-batch's worth: their ids become
+    overwrite predicates and serving-store keys.
+    """
+    ids = customers.select("customer_id").where(F.col("customer_id").isNotNull()).distinct()
+    return sorted(r.customer_id for r in ids.toLocalIterator())
+
+
+def customer_id_frame(spark: SparkSession, customer_ids: Sequence[str]) -> DataFrame:
+    """Collected ids as a one-column ``customer_id`` frame, to narrow tables with a semi-join;
+    built from the list, it holds exactly these ids however often it is evaluated."""
+    return spark.createDataFrame([(i,) for i in customer_ids], "customer_id string")
+
+
 def replace_customer_rows(
     spark: SparkSession,
     settings: Settings,
     table: Table,
-    customers: DataFrame,
+    customer_ids: Sequence[str],
     rows: DataFrame,
     key: list[str],
 ) -> Replaced:
-    """Make the rows of ``table`` that belong to ``customers`` exactly ``rows``, in one commit.
+    """Make the rows of ``table`` that belong to ``customer_ids`` exactly ``rows``, in one commit.
 
     Incremental runs (a micro-batch touching a few thousand customers) cannot afford to rewrite
     a whole table, yet readers must never see a customer half-replaced: one selective Delta
@@ -116,19 +133,20 @@ def replace_customer_rows(
     timeline overwrite copied 1.08-1.10 million rows to replace 363-29,457 (micro-batches of
     100 to 10,000 events); only the small files of earlier micro-batches were left alone.
 
-    ``customers`` has a ``customer_id`` column (duplicates are fine); ``rows`` has the table's
-    columns and holds only those customers' rows, unique on ``key``; a row of another customer
+    ``customer_ids`` are on the driver already (they are the overwrite's predicate; see
+    :func:`collect_customer_ids`), so a caller replacing rows of several tables collects them
+    once; ``rows`` has the table's columns and holds only those customers' rows, unique on
+    ``key``; a row of another customer
     raises ``ValueError`` before any commit (its customer's stored rows would be replaced
     too). Rows are compared on ``customer_id`` plus ``key``, so a row whose key moves to another
     customer leaves the old one and joins the new one, provided both customers are in
-    ``customers``.
+    ``customer_ids``.
 
     Only customers whose rows differ from the stored ones (maps compared by content) are
     rewritten, so a rerun with the same inputs commits nothing and changes 0 rows. The table is
     read twice: for the customers' stored rows, and by the overwrite of those whose rows
     differ; ``rows`` is computed once, and returned computed, so a caller building on them does
-    not compute them again. The customer ids reach the driver (they are the predicate): a
-    micro-batch's worth.
+    not compute them again.
 
     A table that does not exist yet is created with ``rows``; with no customers nothing is
     written.
@@ -136,10 +154,7 @@ def replace_customer_rows(
     from delta.tables import DeltaTable
 
     columns = rows.columns
-    ids = sorted(
-        {r.customer_id for r in customers.select("customer_id").distinct().toLocalIterator()}
-        - {None}
-    )
+    ids = sorted(set(customer_ids))
     if not ids:
         return Replaced(0, rows)
     # Computed once, before the commit: the comparison, the write and the caller need them,

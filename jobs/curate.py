@@ -73,7 +73,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
-from identity.storage import replace_customer_rows
+from identity.storage import collect_customer_ids, customer_id_frame, replace_customer_rows
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -319,24 +319,19 @@ def curate_customers(
     ageing do not move until then.
     """
     rules = load_rules(settings.curation_rules)
-    ids = customers.select("customer_id").distinct().persist()
+    ids = collect_customer_ids(customers)  # once: every table's overwrite predicate
+    if not ids:
+        return CustomerCurateSummary(customers=0, as_of=None)
     store = _CustomerRows(spark, settings, ids)
-    try:
-        count = ids.count()
-        if count == 0:
-            return CustomerCurateSummary(customers=0, as_of=None)
-        timeline = store(GOLD_CUSTOMER_TIMELINE, _timeline(spark, settings, rules, ids))
-        whole = _require(spark, settings, GOLD_CUSTOMER_TIMELINE, "omnicdp curate")
-        as_of_micros = _as_of_micros(whole, settings)
-        profile = _require(spark, settings, GOLD_CUSTOMER_PROFILE, "omnicdp identity resolve")
-        profile = profile.join(ids, "customer_id", "left_semi")
-        _build_customer_tables(
-            settings, rules, timeline, profile, as_of_micros, store, journeys=False
-        )
-    finally:
-        ids.unpersist()
+    id_frame = customer_id_frame(spark, ids)
+    timeline = store(GOLD_CUSTOMER_TIMELINE, _timeline(spark, settings, rules, id_frame))
+    whole = _require(spark, settings, GOLD_CUSTOMER_TIMELINE, "omnicdp curate")
+    as_of_micros = _as_of_micros(whole, settings)
+    profile = _require(spark, settings, GOLD_CUSTOMER_PROFILE, "omnicdp identity resolve")
+    profile = profile.join(id_frame, "customer_id", "left_semi")
+    _build_customer_tables(settings, rules, timeline, profile, as_of_micros, store, journeys=False)
     summary = CustomerCurateSummary(
-        customers=count,
+        customers=len(ids),
         as_of=_as_of_datetime(as_of_micros),
         rows=store.rows,
         changed=store.changed,
@@ -355,16 +350,16 @@ class _CustomerRows:
     """The store of ``curate_customers``: replaces the customers' rows of a table in one commit
     and hands the rows as written (computed once, by the replacement) to the next step."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, customers: DataFrame) -> None:
+    def __init__(self, spark: SparkSession, settings: Settings, customer_ids: list[str]) -> None:
         self._spark = spark
         self._settings = settings
-        self._customers = customers
+        self._customer_ids = customer_ids
         self.rows: dict[str, int] = {}
         self.changed: dict[str, int] = {}
 
     def __call__(self, table: Table, df: DataFrame) -> DataFrame:
         replaced = replace_customer_rows(
-            self._spark, self._settings, table, self._customers, df, _ROW_KEYS[table]
+            self._spark, self._settings, table, self._customer_ids, df, _ROW_KEYS[table]
         )
         self.changed[table.qualified_name] = replaced.changed
         self.rows[table.qualified_name] = replaced.rows.count()

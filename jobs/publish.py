@@ -35,9 +35,10 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import StructType
 
 from identity.stable_ids import retired_ids
+from identity.storage import collect_customer_ids, customer_id_frame
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
@@ -131,16 +132,10 @@ def publish_customers(
     """
     store = open_store(settings.resolved_serving_url)
     started = time.monotonic()
-    ids = [
-        row.customer_id
-        for row in customer_ids.select("customer_id")
-        .where(F.col("customer_id").isNotNull())
-        .distinct()
-        .toLocalIterator()
-    ]
+    ids = collect_customer_ids(customer_ids)
     # The ids the store deletes are exactly the ids gold is restricted to, even if
     # ``customer_ids`` would compute differently on a second evaluation.
-    touched = spark.createDataFrame([(i,) for i in ids], _CUSTOMER_IDS)
+    touched = customer_id_frame(spark, ids)
     read = {t: _read(spark, settings, t) for t in _CUSTOMER_INPUTS}
     frames = _in_column_order(_customer_frames(read, touched))
     rows = store.upsert_customers(ids, {table: _rows(frame) for table, frame in frames.items()})
@@ -199,7 +194,6 @@ def _rows(frame: DataFrame) -> Iterator[Row]:
     yield from frame.toLocalIterator(prefetchPartitions=True)
 
 
-_CUSTOMER_IDS = StructType([StructField("customer_id", StringType(), nullable=False)])
 _CUSTOMER_INPUTS = (
     GOLD_CUSTOMER_PROFILE,
     GOLD_AGENT_CONTEXT,

@@ -641,7 +641,7 @@ def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
         [("A", "r1", "kept", {"y": 2, "x": 1}), ("A", "r2", "new", None), ("A", "r7", "new", None)],
         schema,
     )
-    customers = customers_frame(spark, "A", "C")
+    customers = ["A", "C"]
 
     def replace() -> int:
         return replace_customer_rows(spark, settings, table, customers, new, ["record_id"]).changed
