@@ -73,7 +73,12 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
-from identity.storage import collect_customer_ids, customer_id_frame, replace_customer_rows
+from identity.storage import (
+    collect_customer_ids,
+    customer_id_frame,
+    overwrite_table,
+    replace_customer_rows,
+)
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -422,9 +427,8 @@ def _require(spark: SparkSession, settings: Settings, table: Table, step: str) -
 def _replace(spark: SparkSession, df: DataFrame, settings: Settings, table: Table) -> DataFrame:
     """Overwrite ``table`` atomically with ``df`` and return the written table for the next
     step, so later steps read the stored rows instead of recomputing them."""
-    path = table.path(settings)
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
-    return spark.read.format("delta").load(path)
+    overwrite_table(df, settings, table)
+    return spark.read.format("delta").load(table.path(settings))
 
 
 def _as_of_datetime(as_of_micros: int) -> datetime:

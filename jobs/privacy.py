@@ -19,6 +19,12 @@ DAG) then works through the pending requests:
    to records.
 3. **Close** the request with the rows deleted per table and the time.
 
+A Delta delete on a table with deletion vectors (the per-customer gold tables,
+:class:`jobs.catalog.Table`) only marks the rows deleted; the data files holding them stay in
+the table. So each table is purged (``REORG TABLE ... APPLY (PURGE)``) right after its delete:
+the files are rewritten without the rows, and the old ones leave the table, for the vacuum to
+remove.
+
 Every deletion is idempotent, so running the job again after a failure completes the request;
 a completed request is never processed again. Aggregates without a customer in them
 (``gold.journey_metrics``, run reports, the trained model) are kept.
@@ -421,7 +427,20 @@ def _merge_delete(
     """One MERGE ... DELETE; rows deleted, from its commit."""
     target = _delta(spark, settings, table)
     merge = target.alias("t").merge(source.distinct().alias("s"), condition).whenMatchedDelete()
-    return merge_commit_metric(target, merge, "numTargetRowsDeleted")
+    deleted = merge_commit_metric(target, merge, "numTargetRowsDeleted")
+    _purge(spark, settings, table)
+    return deleted
+
+
+def _purge(spark: SparkSession, settings: Settings, table: Table) -> None:
+    """Rewrite the table's files that hold rows deleted only by a deletion vector.
+
+    With deletion vectors a delete marks rows in a small side file and leaves them in the data
+    file, which stays in the table: the vacuum would never remove them. Run after every delete,
+    deleting or not, so a rerun after a crash between the two purges too; a table without
+    deletion vectors in its files is left as it is (no commit).
+    """
+    spark.sql(f"REORG TABLE delta.`{table.path(settings)}` APPLY (PURGE)")
 
 
 def _erase_serving(settings: Settings, targets: DataFrame) -> int:

@@ -27,7 +27,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from identity.storage import replace_customer_rows
+from identity.storage import overwrite_table, replace_customer_rows
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -665,3 +665,32 @@ def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
     with pytest.raises(ValueError, match="rows of 1 customers not among"):
         replace_customer_rows(spark, settings, table, customers, stray, ["record_id"])
     assert stored() == expected  # B's stored rows are not replaced by a stray row
+
+
+def test_replacing_a_customer_keeps_the_files_other_customers_share_with_them(
+    spark: SparkSession, settings: Settings
+) -> None:
+    """A table created before it had deletion vectors gets them at its next batch overwrite;
+    from then on replacing one customer marks their rows deleted instead of rewriting the
+    file the other customers' rows are in."""
+    table = Table(GOLD_CUSTOMER_360.layer, "dv_test", "a test table", deletion_vectors=True)
+    path = table.path(settings)
+    schema = "customer_id string, record_id string, note string"
+    rows = spark.createDataFrame([("A", "r1", "old"), ("B", "r2", "b"), ("B", "r3", "b")], schema)
+    rows.coalesce(1).write.format("delta").save(path)  # as a lakehouse built before
+    overwrite_table(rows.coalesce(1), settings, table)
+    properties = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    assert {(r.key, r.value) for r in properties} >= {("delta.enableDeletionVectors", "true")}
+
+    def files_of(customer_id: str) -> set[str]:
+        stored = spark.read.format("delta").load(path).where(f"customer_id = '{customer_id}'")
+        return {r.file_path for r in stored.select("_metadata.file_path").collect()}
+
+    shared = files_of("B")
+    assert files_of("A") == shared
+    new = spark.createDataFrame([("A", "r1", "new")], schema)
+    assert replace_customer_rows(spark, settings, table, ["A"], new, ["record_id"]).changed == 1
+    assert files_of("B") == shared
+    assert files_of("A").isdisjoint(shared)
+    stored = sorted(tuple(r) for r in spark.read.format("delta").load(path).collect())
+    assert stored == [("A", "r1", "new"), ("B", "r2", "b"), ("B", "r3", "b")]

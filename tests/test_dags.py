@@ -491,6 +491,19 @@ def test_privacy_run_erases_the_customers_from_every_table(
             assert frame.where(condition).count() == 0, table.qualified_name
 
 
+def test_privacy_run_leaves_them_in_no_data_file(erased: Erased, spark: SparkSession) -> None:
+    """Read past Delta's log: a row a deletion vector hides is still in its Parquet file."""
+    for table in ALL_TABLES:
+        path = Path(table.path(erased.settings))
+        names = [str(f) for f in path.rglob("*.parquet") if "_delta_log" not in f.parts]
+        if not names:
+            continue
+        files = spark.read.parquet(*names)
+        condition = mentions_of(erased, files)
+        if condition is not None:
+            assert files.where(condition).count() == 0, table.qualified_name
+
+
 def test_privacy_run_closes_both_requests_with_what_it_deleted(
     erased: Erased, spark: SparkSession
 ) -> None:
