@@ -87,21 +87,22 @@ def overwrite_table(df: DataFrame, settings: Settings, table: Table) -> None:
         .options(**table.properties)
         .save(path)
     )
-    _set_properties(df.sparkSession, path, table.properties)
+    apply_table_properties(df.sparkSession, settings, table)
 
 
-def _set_properties(spark: SparkSession, path: str, properties: dict[str, str]) -> None:
-    """Give the table at ``path`` the ``properties`` it lacks.
+def apply_table_properties(spark: SparkSession, settings: Settings, table: Table) -> None:
+    """Give ``table`` the catalog's properties it lacks (:attr:`jobs.catalog.Table.properties`).
 
     Writer options set properties only on the write that creates a table, so a lakehouse built
     before a property joined the catalog gets it here, at its next batch run, in one commit.
     """
     from delta.tables import DeltaTable
 
-    if not properties:
+    if not table.properties:
         return
+    path = table.path(settings)
     held = DeltaTable.forPath(spark, path).detail().select("properties").first().properties
-    missing = {k: v for k, v in properties.items() if held.get(k) != v}
+    missing = {k: v for k, v in table.properties.items() if held.get(k) != v}
     if missing:
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
