@@ -70,6 +70,7 @@ from identity.profile import profile_table
 from identity.stable_ids import new_id, previous_ids
 from identity.storage import (
     collect_customer_ids,
+    customer_id_frame,
     merge_commit_metric,
     read_table,
     replace_customer_rows,
@@ -101,7 +102,7 @@ class NoModelError(RuntimeError):
 class IdentityIncrement:
     """What one increment did (counts only, no PII) and the customers it touched."""
 
-    customers: DataFrame  # customer_id: every customer a new record joined or started
+    customer_ids: list[str]  # every customer a new record joined or started, sorted
     new_records: int
     joined: int  # new records that joined an existing customer
     new_customers: int
@@ -110,23 +111,19 @@ class IdentityIncrement:
     seconds: float
 
 
-def refresh_known(spark: SparkSession, settings: Settings, affected: DataFrame) -> DataFrame:
-    """The customers owning ``affected`` records (a ``record_id`` frame) in gold.identity_xref
-    as it stands, their golden records rebuilt; a ``customer_id`` frame, computed once.
+def refresh_known(spark: SparkSession, settings: Settings, affected: DataFrame) -> list[str]:
+    """The ids of the customers owning ``affected`` records (a ``record_id`` frame) in
+    gold.identity_xref as it stands, their golden records rebuilt; collected once, for the
+    curation and serving that follow.
 
     New records are not in the xref yet, so they add no customer here: their customers come
     from :func:`resolve_new_records`.
     """
     model = _saved_model(spark, settings)
     xref = read_table(spark, settings, GOLD_IDENTITY_XREF)
-    customers = (
-        xref.join(affected, "record_id", "left_semi")
-        .select("customer_id")
-        .distinct()
-        .localCheckpoint()
-    )
-    _write_profiles(spark, settings, customers, model, _now())
-    return customers
+    ids = collect_customer_ids(xref.join(affected, "record_id", "left_semi"))
+    _write_profiles(spark, settings, ids, model, _now())
+    return ids
 
 
 def resolve_new_records(
@@ -141,16 +138,15 @@ def resolve_new_records(
     xref = stored.select("record_id", "customer_id")
     new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
     if new.isEmpty():
-        nobody = spark.createDataFrame([], "customer_id string")
-        return IdentityIncrement(nobody, 0, 0, 0, 0, 0, time.monotonic() - started)
+        return IdentityIncrement([], 0, 0, 0, 0, 0, time.monotonic() - started)
     resolved_at = _now()
     assigned, links = _assign(spark, settings, model, new, xref, resolved_at)
-    touched = assigned.select("customer_id").distinct().localCheckpoint()
+    touched = collect_customer_ids(assigned)
     counts = _counts(assigned, xref)  # before the xref (read lazily here) gets the new ids
     _write_xref(spark, settings, stored, assigned, touched, resolved_at)
     _write_profiles(spark, settings, touched, model, resolved_at)
     return IdentityIncrement(
-        customers=touched,
+        customer_ids=touched,
         new_records=counts["new_records"],
         joined=counts["joined"],
         new_customers=counts["new_customers"],
@@ -400,13 +396,13 @@ def _write_xref(
     settings: Settings,
     stored: DataFrame,
     assigned: DataFrame,
-    touched: DataFrame,
+    touched: list[str],
     resolved_at: datetime,
 ) -> None:
     """Replace the touched customers' xref rows (``stored`` is the xref before this increment):
     their records, the new ones (``assigned``, none of them in ``stored``) included, with the
     cluster size they now have."""
-    kept = stored.join(touched, "customer_id", "left_semi").select(
+    kept = stored.join(customer_id_frame(spark, touched), "customer_id", "left_semi").select(
         "record_id", "source", "customer_id", "resolved_at"
     )
     added = assigned.select(
@@ -419,27 +415,29 @@ def _write_xref(
     sized = rows.withColumn(
         "cluster_size", F.count(F.lit(1)).over(Window.partitionBy("customer_id")).cast("long")
     )
-    ids = collect_customer_ids(touched)
     xref = conform(sized, IDENTITY_XREF)
-    replace_customer_rows(spark, settings, GOLD_IDENTITY_XREF, ids, xref, ["record_id"])
+    replace_customer_rows(spark, settings, GOLD_IDENTITY_XREF, touched, xref, ["record_id"])
 
 
 def _write_profiles(
     spark: SparkSession,
     settings: Settings,
-    touched: DataFrame,
+    touched: list[str],
     model: SavedModel,
     resolved_at: datetime,
 ) -> None:
     """Rebuild the touched customers' golden records with the batch run's survivorship."""
     survivorship = load_survivorship_rules(settings.survivorship_rules)
-    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).join(touched, "customer_id", "left_semi")
+    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).join(
+        customer_id_frame(spark, touched), "customer_id", "left_semi"
+    )
     records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).join(
         xref.select("record_id"), "record_id", "left_semi"
     )
     profiles = profile_table(records, xref, model.model_version, resolved_at, survivorship)
-    ids = collect_customer_ids(touched)
-    replace_customer_rows(spark, settings, GOLD_CUSTOMER_PROFILE, ids, profiles, ["customer_id"])
+    replace_customer_rows(
+        spark, settings, GOLD_CUSTOMER_PROFILE, touched, profiles, ["customer_id"]
+    )
 
 
 def _counts(assigned: DataFrame, xref_before: DataFrame) -> dict[str, int]:

@@ -59,7 +59,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -74,7 +74,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
 from identity.storage import (
-    collect_customer_ids,
     customer_id_frame,
     overwrite_table,
     replace_customer_rows,
@@ -295,13 +294,14 @@ def curate(spark: SparkSession, settings: Settings) -> CurateSummary:
 
 
 def curate_customers(
-    spark: SparkSession, settings: Settings, customers: DataFrame
+    spark: SparkSession, settings: Settings, customer_ids: Sequence[str]
 ) -> CustomerCurateSummary:
-    """Rebuild the timeline, customer_360 and agent_context rows of ``customers`` only.
+    """Rebuild the timeline, customer_360 and agent_context rows of these customers only.
 
     The micro-batch path (``jobs.microbatch``) calls this after silver and the identity tables
     changed for a few customers; rewriting every customer's rows for them would cost a full
-    ``curate``. ``customers`` is a frame with a ``customer_id`` column (duplicates are fine).
+    ``curate``. ``customer_ids`` are on the driver (every table's overwrite predicate; see
+    :func:`identity.storage.collect_customer_ids`); duplicates are fine.
 
     The rows are built by the functions ``curate`` uses, from the same tables narrowed to
     those customers: their interactions (through their gold.identity_xref records) and their
@@ -314,7 +314,7 @@ def curate_customers(
     Each table is written with one Delta commit (:func:`identity.storage.replace_customer_rows`):
     readers see a customer's rows in a table either all old or all new, the rows those
     customers no longer have are deleted (a record that left them; every row of a retired id
-    passed among ``customers``), and running this again changes nothing. The three tables are
+    passed among ``customer_ids``), and running this again changes nothing. The three tables are
     three commits, timeline first: a run that stops between them is completed by running it
     again.
 
@@ -324,7 +324,7 @@ def curate_customers(
     ageing do not move until then.
     """
     rules = load_rules(settings.curation_rules)
-    ids = collect_customer_ids(customers)  # once: every table's overwrite predicate
+    ids = sorted(set(customer_ids))
     if not ids:
         return CustomerCurateSummary(customers=0, as_of=None)
     store = _CustomerRows(spark, settings, ids)

@@ -182,7 +182,7 @@ class _Increment:
         with clock("identity"):
             identity = resolve_new_records(spark, settings, silver.record_ids)
         new_served = (
-            self._curate_and_serve(spark, identity.customers, clock, " new")
+            self._curate_and_serve(spark, identity.customer_ids, clock, " new")
             if identity.new_records
             else None
         )
@@ -197,12 +197,12 @@ class _Increment:
         )
 
     def _curate_and_serve(
-        self, spark: SparkSession, customers: DataFrame, clock: _Clock, label: str
+        self, spark: SparkSession, customer_ids: list[str], clock: _Clock, label: str
     ) -> CustomersPublishSummary:
         with clock(f"curate{label}"):
-            curate_customers(spark, self._settings, customers)
+            curate_customers(spark, self._settings, customer_ids)
         with clock(f"serve{label}"):
-            return publish_customers(spark, self._settings, customers)
+            return publish_customers(spark, self._settings, customer_ids)
 
     def _add(
         self,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Row, SparkSession
@@ -38,7 +38,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from identity.stable_ids import retired_ids
-from identity.storage import collect_customer_ids, customer_id_frame
+from identity.storage import customer_id_frame
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
@@ -122,19 +122,18 @@ def publish(
 
 
 def publish_customers(
-    spark: SparkSession, settings: Settings, customer_ids: DataFrame
+    spark: SparkSession, settings: Settings, customer_ids: Sequence[str]
 ) -> CustomersPublishSummary:
     """Replace these customers' rows in the serving store's current generation (module doc).
 
-    ``customer_ids`` is a DataFrame with a ``customer_id`` column: the customers a micro-batch
-    touched. A customer no longer in gold (merged away, erased) ends up deleted from the store.
+    ``customer_ids``: the customers a micro-batch touched, on the driver (duplicates are
+    fine). A customer no longer in gold (merged away, erased) ends up deleted from the store.
     Raises ``serving.store.NotPublishedError`` before the first ``omnicdp publish``.
     """
     store = open_store(settings.resolved_serving_url)
     started = time.monotonic()
-    ids = collect_customer_ids(customer_ids)
-    # The ids the store deletes are exactly the ids gold is restricted to, even if
-    # ``customer_ids`` would compute differently on a second evaluation.
+    ids = sorted(set(customer_ids))
+    # The ids the store deletes are exactly the ids gold is restricted to.
     touched = customer_id_frame(spark, ids)
     read = {t: _read(spark, settings, t) for t in _CUSTOMER_INPUTS}
     frames = _in_column_order(_customer_frames(read, touched))

@@ -520,10 +520,6 @@ def keyed(spark: SparkSession, settings: Settings, table: Table) -> dict[str, di
     return {r[_CURATED[table][0]]: r for r in rows(spark, settings, table)}
 
 
-def customers_frame(spark: SparkSession, *ids: str) -> DataFrame:
-    return spark.createDataFrame([(i,) for i in ids], "customer_id string")
-
-
 def stale_rows(full: dict[Table, dict[str, dict]]) -> dict[Table, dict[str, dict]]:
     """The curated rows by key as they were before the ``_LATE`` interactions arrived (C2's
     timeline renumbered without them, C2's lifetime value without the purchase, C4 without its
@@ -577,7 +573,7 @@ def incremental(
     frame(spark, late, INTERACTIONS).write.format("delta").mode("append").save(
         SILVER_INTERACTIONS.path(settings)
     )
-    summary = curate_customers(spark, settings, customers_frame(spark, "C4", "C2", "C9", "C2"))
+    summary = curate_customers(spark, settings, ["C4", "C2", "C9", "C2"])
     return {"settings": settings, "full": full, "stale": stale, "summary": summary}
 
 
@@ -616,7 +612,7 @@ def test_curate_customers_again_changes_nothing(
         return {t: len(list(Path(t.path(settings), "_delta_log").glob("*.json"))) for t in _CURATED}
 
     before, committed = {t: keyed(spark, settings, t) for t in _CURATED}, commits()
-    again = curate_customers(spark, settings, customers_frame(spark, "C2", "C4"))
+    again = curate_customers(spark, settings, ["C2", "C4"])
     assert again.rows == incremental["summary"].rows
     assert set(again.changed.values()) == {0}
     assert commits() == committed  # nothing differed, so no MERGE and no new table version

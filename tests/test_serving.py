@@ -418,8 +418,7 @@ def test_publish_customers_rebuilds_just_their_rows_from_gold(
             for t in CUSTOMER_TABLES
         }
 
-    touched = spark.createDataFrame([("C1",), ("GONE",), ("C1",)], "customer_id string")
-    summary = publish_customers(spark, settings, touched)
+    summary = publish_customers(spark, settings, ["C1", "GONE", "C1"])
 
     assert (summary.customers, summary.rows) == (2, {"customer": 1, "lookup_key": 4, "timeline": 3})
     c1 = rows_of("C1")
