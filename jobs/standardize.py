@@ -25,6 +25,8 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import reduce
+from operator import and_
 
 import pandas as pd
 import phonenumbers
@@ -129,6 +131,12 @@ class SilverIncrement:
     interactions: int
 
 
+# What makes an interaction what it is: every other column is read from its bronze row (a
+# file's line), and the record it belongs to can change when a login stitches its cookie's
+# anonymous events. Comparing these finds the changed rows without reading the whole table.
+_INTERACTION_IDENTITY = ("interaction_id", "record_id", "source_file", "line_no")
+
+
 def standardize_increment(
     spark: SparkSession, settings: Settings, touched: DataFrame
 ) -> SilverIncrement:
@@ -151,14 +159,17 @@ def standardize_increment(
         conform(interactions, INTERACTIONS, fill_missing=True)
     ).localCheckpoint()
     interactions_path = SILVER_INTERACTIONS.path(settings)
-    owners_before = (
+    stored = (
         spark.read.format("delta")
         .load(interactions_path)
+        .select(*_INTERACTION_IDENTITY)
         .join(interactions.select("interaction_id"), "interaction_id", "left_semi")
-        .select("record_id")
         .localCheckpoint()
     )
-    upsert_rows(spark, settings, SILVER_INTERACTIONS, interactions, "interaction_id")
+    owners_before = stored.select("record_id")
+    upsert_rows(
+        spark, settings, SILVER_INTERACTIONS, _not_stored(interactions, stored), "interaction_id"
+    )
     records = _union(
         [
             _RECORD_BUILDERS[name](rows).join(
@@ -188,26 +199,43 @@ def standardize_increment(
     return SilverIncrement(record_ids, affected, records.count(), interactions.count())
 
 
+def _not_stored(rows: DataFrame, stored: DataFrame) -> DataFrame:
+    """The interactions among ``rows`` that ``stored`` (:data:`_INTERACTION_IDENTITY` of the
+    table's rows with the same ids) does not hold as they are: new ones and changed ones.
+
+    A MERGE rewrites every file holding a row it updates, even to the values it had. Most of an
+    increment's interactions are re-derived history that did not change, spread over every file
+    of silver.interactions, so merging them all rewrote the whole table each micro-batch.
+    """
+    same = [F.col(f"s.{c}").eqNullSafe(F.col(f"t.{c}")) for c in _INTERACTION_IDENTITY]
+    return rows.alias("s").join(stored.alias("t"), reduce(and_, same), "left_anti")
+
+
 def _bronze_slice(
     spark: SparkSession, settings: Settings, source: str, touched: DataFrame
 ) -> DataFrame | None:
-    """Every bronze row of ``source`` whose record key or anonymous key a new row has."""
+    """Every bronze row of ``source`` whose record key or anonymous key a new row has.
+
+    Read with one scan of the bronze table and kept (checkpointed): the interaction and the
+    record builders both start from it, and the bronze table is the micro-batch's largest read.
+    """
     bronze = _read(spark, bronze_table(source).path(settings))
     if bronze is None:
         return None
     mine = touched.where(F.col("source") == source)
-    by_key = bronze.join(
-        F.broadcast(mine.select(F.col("key").alias("_k")).where("_k IS NOT NULL").distinct()),
+    keys = mine.select(F.col("key").alias("_k"), F.lit(True).alias("_by_key"))
+    devices = mine.select(F.col("anonymous_key").alias("_a"), F.lit(True).alias("_by_device"))
+    hits = bronze.join(
+        F.broadcast(keys.where("_k IS NOT NULL").distinct()),
         record_key(source) == F.col("_k"),
-        "left_semi",
-    )
-    anonymous = mine.select(F.col("anonymous_key").alias("_a")).where("_a IS NOT NULL")
-    by_device = bronze.join(
-        F.broadcast(anonymous.distinct()),
+        "left",
+    ).join(
+        F.broadcast(devices.where("_a IS NOT NULL").distinct()),
         F.col(ANONYMOUS_KEYS[source]) == F.col("_a"),
-        "left_semi",
+        "left",
     )
-    return by_key.unionByName(by_device).dropDuplicates(["source_file", "line_no"])
+    wanted = hits.where(F.col("_by_key") | F.col("_by_device"))
+    return wanted.drop("_k", "_by_key", "_a", "_by_device").localCheckpoint()
 
 
 def standardized_bronze_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:

@@ -35,6 +35,7 @@ from jobs.catalog import (
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
     Table,
+    bronze_table,
 )
 from jobs.cli import main
 from jobs.curate import curate
@@ -43,7 +44,7 @@ from jobs.publish import publish
 from jobs.segments import build_segments
 from jobs.settings import Settings
 from jobs.simulate import simulate
-from jobs.standardize import standardize
+from jobs.standardize import ANONYMOUS_KEYS, record_key, standardize, standardize_increment
 from serving.store import Generation, open_store
 from tests.test_dags import EMAIL, airflow, airflow_env, migrated_home, output_of, task_states
 
@@ -327,7 +328,11 @@ def test_the_nightly_run_agrees_with_the_increments_and_records_every_change(
         .select("record_id", F.col("customer_id").alias("incremental_id"))
         .localCheckpoint()
     )
+    increments_silver = read(spark, settings, SILVER_INTERACTIONS).localCheckpoint()
     standardize(spark, settings)
+    batch_silver = read(spark, settings, SILVER_INTERACTIONS)
+    assert increments_silver.exceptAll(batch_silver).isEmpty()
+    assert batch_silver.exceptAll(increments_silver).isEmpty()
     summary = resolve_identities(spark, settings)
     assert not summary.trained
     nightly = read(spark, settings, GOLD_IDENTITY_XREF).select("record_id", "customer_id")
@@ -343,6 +348,40 @@ def test_the_nightly_run_agrees_with_the_increments_and_records_every_change(
         history.select(F.col("previous_id").alias("incremental_id")), "incremental_id", "left_anti"
     )
     assert unrecorded.isEmpty()
+
+
+def test_deriving_unchanged_history_again_rewrites_no_silver_file(
+    spark: SparkSession, incremented: Incremented, tmp_path: Path
+) -> None:
+    """Each increment re-derives the whole history of the records it touches; the rows that did
+    not change must not be merged as updates, which rewrite every file holding one."""
+    settings = incremented.settings.model_copy(update={"lakehouse": tmp_path / "lakehouse"})
+    shutil.copytree(incremented.settings.lakehouse, settings.lakehouse)
+    touched = None
+    for source in HELD_SOURCES:
+        keys = (
+            read(spark, settings, bronze_table(source))
+            .where(F.col("source_file").isin(incremented.held_files))
+            .select(
+                F.lit(source).alias("source"),
+                record_key(source).alias("key"),
+                F.col(ANONYMOUS_KEYS[source]).cast("string").alias("anonymous_key"),
+            )
+        )
+        touched = keys if touched is None else touched.unionByName(keys)
+    before = version(spark, settings, SILVER_INTERACTIONS)
+    rows_before = read(spark, settings, SILVER_INTERACTIONS).localCheckpoint()
+
+    increment = standardize_increment(spark, settings, touched.distinct())
+
+    assert increment.interactions > 100
+    commits = DeltaTable.forPath(spark, SILVER_INTERACTIONS.path(settings)).history()
+    merged = [c.operationMetrics for c in commits.where(F.col("version") > before).collect()]
+    assert all(int(m.get("numTargetFilesRemoved", 0)) == 0 for m in merged), merged
+    assert all(int(m.get("numTargetRowsUpdated", 0)) == 0 for m in merged), merged
+    rows_after = read(spark, settings, SILVER_INTERACTIONS)
+    assert rows_after.exceptAll(rows_before).isEmpty()
+    assert rows_before.exceptAll(rows_after).isEmpty()
 
 
 def summary_time(spark: SparkSession, settings: Settings):
