@@ -59,11 +59,10 @@ from jobs.curate import curate_customers
 from jobs.publish import CustomersPublishSummary, publish_customers
 from jobs.settings import Settings
 from jobs.standardize import (
-    ANONYMOUS_KEYS,
     SilverIncrement,
-    record_key,
     standardize_increment,
     standardized_bronze_versions,
+    touched_keys,
 )
 from jobs.stream import STREAM_SOURCES, MicroBatches, Progress, run_until_done
 
@@ -130,12 +129,7 @@ def new_bronze_keys(
         latest = latest_version(spark, path)
         after = standardized[source] + 1
         reader = reader.option("startingVersion", str(after) if after <= latest else "latest")
-    rows = reader.load(path)
-    return rows.select(
-        F.lit(source).alias("source"),
-        record_key(source).alias("key"),
-        F.col(ANONYMOUS_KEYS[source]).cast("string").alias("anonymous_key"),
-    )
+    return touched_keys(reader.load(path), source)
 
 
 def _start_query(

@@ -142,8 +142,8 @@ def standardize_increment(
 ) -> SilverIncrement:
     """Merge into silver what new bronze rows change (module doc).
 
-    ``touched``: ``source, key, anonymous_key`` of the new bronze rows, keys as
-    :func:`record_key` and :data:`ANONYMOUS_KEYS` read them (a micro-batch's worth).
+    ``touched``: ``source, key, anonymous_key`` of the new bronze rows (:func:`touched_keys`,
+    a micro-batch's worth).
     """
     touched = touched.localCheckpoint()
     sources = [r.source for r in touched.select("source").distinct().collect()]
@@ -197,6 +197,17 @@ def standardize_increment(
         .distinct()
     )
     return SilverIncrement(record_ids, affected, records.count(), interactions.count())
+
+
+def touched_keys(rows: DataFrame, source: str) -> DataFrame:
+    """``source, key, anonymous_key`` of bronze rows of ``source``: the ``touched`` frame
+    :func:`standardize_increment` takes, keys as :func:`record_key` and :data:`ANONYMOUS_KEYS`
+    read them."""
+    return rows.select(
+        F.lit(source).alias("source"),
+        record_key(source).alias("key"),
+        F.col(ANONYMOUS_KEYS[source]).cast("string").alias("anonymous_key"),
+    )
 
 
 def _not_stored(rows: DataFrame, stored: DataFrame) -> DataFrame:

@@ -18,11 +18,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from identity import resolve_identities, train_model
@@ -44,7 +45,7 @@ from jobs.publish import publish
 from jobs.segments import build_segments
 from jobs.settings import Settings
 from jobs.simulate import simulate
-from jobs.standardize import ANONYMOUS_KEYS, record_key, standardize, standardize_increment
+from jobs.standardize import standardize, standardize_increment, touched_keys
 from serving.store import Generation, open_store
 from tests.test_dags import EMAIL, airflow, airflow_env, migrated_home, output_of, task_states
 
@@ -357,18 +358,14 @@ def test_deriving_unchanged_history_again_rewrites_no_silver_file(
     not change must not be merged as updates, which rewrite every file holding one."""
     settings = incremented.settings.model_copy(update={"lakehouse": tmp_path / "lakehouse"})
     shutil.copytree(incremented.settings.lakehouse, settings.lakehouse)
-    touched = None
-    for source in HELD_SOURCES:
-        keys = (
-            read(spark, settings, bronze_table(source))
-            .where(F.col("source_file").isin(incremented.held_files))
-            .select(
-                F.lit(source).alias("source"),
-                record_key(source).alias("key"),
-                F.col(ANONYMOUS_KEYS[source]).cast("string").alias("anonymous_key"),
-            )
-        )
-        touched = keys if touched is None else touched.unionByName(keys)
+    held = F.col("source_file").isin(incremented.held_files)
+    touched = reduce(
+        DataFrame.unionByName,
+        [
+            touched_keys(read(spark, settings, bronze_table(source)).where(held), source)
+            for source in HELD_SOURCES
+        ],
+    )
     before = version(spark, settings, SILVER_INTERACTIONS)
     rows_before = read(spark, settings, SILVER_INTERACTIONS).localCheckpoint()
 
