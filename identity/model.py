@@ -517,20 +517,31 @@ def comparisons() -> list[ComparisonCreator]:
     ]
 
 
+# The keys that bring a pair together at prediction: a pair is scored when its records have
+# equal values in every column of one key (an array column: one element in common). Kept as
+# data so the micro-batch path can narrow the resolved records to the ones a new record can
+# be paired with (identity.increment) by the very rules Splink blocks on.
+PREDICTION_BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
+    ("email",),
+    ("phone",),
+    ("first_name", "last_name"),
+    ("name_key",),
+    ("last_name", "dob"),
+    ("first_name", "dob"),
+    ("phone_last8",),
+    ("phone_anagram",),
+    ("postcode", "last_name"),
+    ("case_ids",),
+    ("spellings",),
+)
+ARRAY_BLOCKING_COLUMNS = frozenset({"case_ids", "spellings"})
+
+
 def prediction_blocking_rules() -> list[BlockingRuleCreator]:
     """Candidate pairs scored at prediction: any one shared strong key brings a pair together."""
     return [
-        block_on("email"),
-        block_on("phone"),
-        block_on("first_name", "last_name"),
-        block_on("name_key"),
-        block_on("last_name", "dob"),
-        block_on("first_name", "dob"),
-        block_on("phone_last8"),
-        block_on("phone_anagram"),
-        block_on("postcode", "last_name"),
-        block_on("case_ids", arrays_to_explode=["case_ids"]),
-        block_on("spellings", arrays_to_explode=["spellings"]),
+        block_on(*key, arrays_to_explode=[c for c in key if c in ARRAY_BLOCKING_COLUMNS] or None)
+        for key in PREDICTION_BLOCKING_KEYS
     ]
 
 

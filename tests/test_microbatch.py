@@ -27,11 +27,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from identity import resolve_identities, train_model
+from identity.artifact import load_model
+from identity.increment import _new_features, _score_new_records, _sharing_a_key
+from identity.linker import open_linker
+from identity.model import PREDICTION_BLOCKING_KEYS
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_TIMELINE,
+    GOLD_IDENTITY_FEATURES,
     GOLD_IDENTITY_XREF,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
@@ -379,6 +384,38 @@ def test_deriving_unchanged_history_again_rewrites_no_silver_file(
     rows_after = read(spark, settings, SILVER_INTERACTIONS)
     assert rows_after.exceptAll(rows_before).isEmpty()
     assert rows_before.exceptAll(rows_after).isEmpty()
+
+
+def test_new_records_are_scored_against_the_records_their_blocking_keys_share(
+    spark: SparkSession, lakehouse: Lakehouse, tmp_path: Path
+) -> None:
+    """The increment blocks new records against the resolved records that share a prediction
+    blocking key with one of them, not the whole table; Splink must find the same pairs, with
+    the same scores, as when blocking against every resolved record."""
+    settings = copy_nightly(lakehouse, tmp_path)
+    land_held(lakehouse, settings)
+    ingest_batch(spark, settings)
+    standardize(spark, settings)
+    xref = read(spark, settings, GOLD_IDENTITY_XREF)
+    records = read(spark, settings, SILVER_CUSTOMER_RECORDS).select("record_id")
+    new = records.join(xref, "record_id", "left_anti").localCheckpoint()
+    resolved = read(spark, settings, GOLD_IDENTITY_FEATURES).join(new, "record_id", "left_anti")
+    fresh = _new_features(spark, settings, new, resolved)
+    model = load_model(settings.resolved_model_path)
+
+    def scored(narrow: bool) -> set[tuple[str, str, float]]:
+        with open_linker(spark, settings, resolved, model.splink_settings, False) as (linker, all_):
+            against = _sharing_a_key(all_, PREDICTION_BLOCKING_KEYS, fresh) if narrow else all_
+            pairs = _score_new_records(linker, against.localCheckpoint(), fresh)
+            rows = pairs.select("record_id_l", "record_id_r", "match_probability").collect()
+        return {(r.record_id_l, r.record_id_r, round(r.match_probability, 12)) for r in rows}
+
+    candidates = _sharing_a_key(resolved, PREDICTION_BLOCKING_KEYS, fresh).count()
+    every = scored(narrow=False)
+    assert new.count() >= 5
+    assert len(every) >= 20
+    assert candidates < 0.5 * resolved.count()
+    assert scored(narrow=True) == every
 
 
 def summary_time(spark: SparkSession, settings: Settings):
