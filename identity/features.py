@@ -326,8 +326,30 @@ def _projected(records: DataFrame) -> DataFrame:
     )
 
 
-def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
-    """Project silver customer records (and their cases) onto the linkage feature columns."""
+# The columns the counts over other records (name holders, phone given names, known given
+# names) read.
+_COUNTED_COLUMNS = (
+    "record_id",
+    "source",
+    "first_name",
+    "last_name",
+    "first_formal",
+    "name_concat",
+    "email",
+    "phone",
+    "dob",
+)
+
+
+def build_features(
+    records: DataFrame, interactions: DataFrame, others: DataFrame | None = None
+) -> DataFrame:
+    """Project silver customer records (and their cases) onto the linkage feature columns.
+
+    ``others``: features already built (gold.identity_features rows) of more records that the
+    counts over other records also count, for features of a few records that share names with
+    many: those need not be projected again. Only ``records`` get features.
+    """
     features = _projected(records)
     # Materialized here: the name expressions are large, and the self-joins below (name
     # holders, phone given names) would make Spark analyse and run them once per reference
@@ -335,10 +357,15 @@ def build_features(records: DataFrame, interactions: DataFrame) -> DataFrame:
     features = _without_placeholders(
         _without_placeholders(features, "email"), "phone"
     ).localCheckpoint()
+    counted = features
+    if others is not None:
+        counted = features.select(*_COUNTED_COLUMNS).unionByName(
+            others.join(features, "record_id", "left_anti").select(*_COUNTED_COLUMNS)
+        )
     return (
-        features.join(_name_holders(features), "name_concat", "left")
-        .join(_phone_given_names(features), "phone", "left")
-        .join(F.broadcast(_given_names_known(features)), "first_name", "left")
+        features.join(_name_holders(counted), "name_concat", "left")
+        .join(_phone_given_names(counted), "phone", "left")
+        .join(F.broadcast(_given_names_known(counted)), "first_name", "left")
         .withColumns(
             {
                 "phone_fixed_line": _fixed_line(F.col("phone")),

@@ -31,6 +31,7 @@ from identity.artifact import load_model
 from identity.increment import _new_features, _score_new_records, _sharing_a_key
 from identity.linker import open_linker
 from identity.model import PREDICTION_BLOCKING_KEYS
+from identity.predict import LINK_MIN_PROBABILITY
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
@@ -386,12 +387,13 @@ def test_deriving_unchanged_history_again_rewrites_no_silver_file(
     assert rows_before.exceptAll(rows_after).isEmpty()
 
 
-def test_new_records_are_scored_against_the_records_their_blocking_keys_share(
+def test_new_records_are_scored_as_splink_scores_them_against_every_resolved_record(
     spark: SparkSession, lakehouse: Lakehouse, tmp_path: Path
 ) -> None:
-    """The increment blocks new records against the resolved records that share a prediction
-    blocking key with one of them, not the whole table; Splink must find the same pairs, with
-    the same scores, as when blocking against every resolved record."""
+    """The increment blocks new records only against the resolved records that share a
+    prediction blocking key with one of them, and scores new-to-resolved and new-to-new pairs
+    in one Splink call; it must give the pairs and scores of the plain way: predict_between
+    every resolved record and the new ones, plus predict_within the new ones."""
     settings = copy_nightly(lakehouse, tmp_path)
     land_held(lakehouse, settings)
     ingest_batch(spark, settings)
@@ -401,21 +403,30 @@ def test_new_records_are_scored_against_the_records_their_blocking_keys_share(
     new = records.join(xref, "record_id", "left_anti").localCheckpoint()
     resolved = read(spark, settings, GOLD_IDENTITY_FEATURES).join(new, "record_id", "left_anti")
     fresh = _new_features(spark, settings, new, resolved)
+    new_ids = sorted(r.record_id for r in new.collect())
     model = load_model(settings.resolved_model_path)
+    threshold = {"threshold_match_probability": LINK_MIN_PROBABILITY}
 
-    def scored(narrow: bool) -> set[tuple[str, str, float]]:
-        with open_linker(spark, settings, resolved, model.splink_settings, False) as (linker, all_):
-            against = _sharing_a_key(all_, PREDICTION_BLOCKING_KEYS, fresh) if narrow else all_
-            pairs = _score_new_records(linker, against.localCheckpoint(), fresh)
-            rows = pairs.select("record_id_l", "record_id_r", "match_probability").collect()
+    def pairs(frame: DataFrame) -> set[tuple[str, str, float]]:
+        rows = frame.select("record_id_l", "record_id_r", "match_probability").collect()
         return {(r.record_id_l, r.record_id_r, round(r.match_probability, 12)) for r in rows}
 
-    candidates = _sharing_a_key(resolved, PREDICTION_BLOCKING_KEYS, fresh).count()
-    every = scored(narrow=False)
-    assert new.count() >= 5
-    assert len(every) >= 20
-    assert candidates < 0.5 * resolved.count()
-    assert scored(narrow=True) == every
+    with open_linker(spark, settings, resolved, model.splink_settings, False) as (linker, all_):
+        candidates = _sharing_a_key(all_, PREDICTION_BLOCKING_KEYS, fresh).localCheckpoint()
+        increment = pairs(_score_new_records(linker, candidates, fresh, new_ids))
+        # A running stream scores every micro-batch in one session: again, same pairs.
+        assert pairs(_score_new_records(linker, candidates, fresh, new_ids)) == increment
+        table = linker.table_management.register_table
+        every, added = table(all_, "every_resolved"), table(fresh, "new_ones")
+        between = linker.inference.predict_between(every, added, **threshold)
+        within = linker.inference.predict_within(added, **threshold)
+        plain = pairs(between.as_spark_dataframe()) | pairs(within.as_spark_dataframe())
+
+    assert len(new_ids) >= 5
+    assert len(plain) >= 20
+    assert any(left in new_ids and right in new_ids for left, right, _ in plain)
+    assert candidates.count() < 0.5 * resolved.count()
+    assert increment == plain
 
 
 def summary_time(spark: SparkSession, settings: Settings):
