@@ -76,7 +76,6 @@ from identity.stable_ids import new_id, previous_ids
 from identity.storage import (
     collect_customer_ids,
     customer_id_frame,
-    in_list,
     merge_commit_metric,
     read_table,
     replace_customer_rows,
@@ -210,10 +209,11 @@ def _assign(
         written,
     ):
         candidates = _sharing_a_key(written, PREDICTION_BLOCKING_KEYS, fresh).localCheckpoint()
-        new_ids = sorted(r.record_id for r in fresh.select("record_id").toLocalIterator())
+        ids = fresh.select("record_id", _hashed(F.col("record_id")).alias("hash")).collect()
+        new_ids = sorted(r.record_id for r in ids)
         pairs = _score_new_records(linker, candidates, fresh, new_ids)
         links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
-        inserted = _insert_links(spark, settings, links, new_ids)
+        inserted = _insert_links(spark, settings, links, sorted(r.hash for r in ids))
         strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
         assigned = _cluster(spark, settings, strong, fresh, written, xref, set(new_ids))
     upsert_rows(spark, settings, GOLD_IDENTITY_FEATURES, fresh, "record_id")
@@ -258,13 +258,21 @@ def _sharing_a_key(
 
     A key's value is its columns' values together, none of them null, or for an array column
     (``identity.model.ARRAY_BLOCKING_COLUMNS``, a key on its own) any one element. ``records``
-    are a micro-batch's, so their values are collected (at most one per record and key, or
-    an array's elements) and ``frame`` is scanned once with hash-set filters: a semi join per
-    key would scan it once per key.
+    are a micro-batch's, so the values' hashes are collected (at most one per record and key,
+    or an array's elements) and ``frame`` is scanned once with hash-set filters: a semi join
+    per key would scan it once per key. Hashes, not values: the values are emails, phones and
+    names, and a plan's literals reach its text (errors, ``explain``, event logs). A hash
+    collision only adds a row, which blocking or the counts then compare by value.
     """
-    values = records.select(*[_values_of(key).alias(str(i)) for i, key in enumerate(keys)]).first()
-    shared = [_holds_one_of(key, values[i]) for i, key in enumerate(keys) if values[i]]
+    hashes = records.select(*[_hashes_of(key).alias(str(i)) for i, key in enumerate(keys)])
+    found = hashes.first()
+    shared = [_hash_among(key, found[i]) for i, key in enumerate(keys) if found[i]]
     return frame.where(reduce(or_, shared, F.lit(False)))
+
+
+def _hashed(value: Column) -> Column:
+    """A 64-bit hash of a non-null value; null stays null (``xxhash64`` hashes null too)."""
+    return F.when(value.isNotNull(), F.xxhash64(value))
 
 
 def _key_column(key: tuple[str, ...]) -> Column:
@@ -275,18 +283,19 @@ def _key_column(key: tuple[str, ...]) -> Column:
     return F.when(reduce(and_, [F.col(c).isNotNull() for c in key]), joined)
 
 
-def _values_of(key: tuple[str, ...]) -> Column:
-    """The distinct values of a key over a frame (an aggregate)."""
+def _hashes_of(key: tuple[str, ...]) -> Column:
+    """The distinct hashes of a key's values over a frame (an aggregate)."""
     if key[0] in ARRAY_BLOCKING_COLUMNS:
-        return F.array_distinct(F.flatten(F.collect_list(key[0])))
-    return F.collect_set(_key_column(key))
+        elements = F.array_compact(F.transform(key[0], _hashed))
+        return F.array_distinct(F.flatten(F.collect_list(elements)))
+    return F.collect_set(_hashed(_key_column(key)))
 
 
-def _holds_one_of(key: tuple[str, ...], values: list[Any]) -> Column:
-    """Whether a row's value of ``key`` is among ``values`` (an array: one of its elements)."""
+def _hash_among(key: tuple[str, ...], hashes: list[int]) -> Column:
+    """Whether a row's value of ``key`` hashes to one of ``hashes`` (an array: an element)."""
     if key[0] in ARRAY_BLOCKING_COLUMNS:
-        return F.exists(key[0], lambda element: element.isin(values))
-    return _key_column(key).isin(values)
+        return F.exists(key[0], lambda element: _hashed(element).isin(hashes))
+    return _hashed(_key_column(key)).isin(hashes)
 
 
 def _score_new_records(
@@ -346,24 +355,27 @@ def _ordered(links: DataFrame) -> DataFrame:
 
 
 def _insert_links(
-    spark: SparkSession, settings: Settings, links: DataFrame, new_ids: list[str]
+    spark: SparkSession, settings: Settings, links: DataFrame, new_hashes: list[int]
 ) -> int:
     """Insert pairs gold.identity_links does not have yet; the number inserted.
 
-    Every pair has a new record (``new_ids``) on one side, so only stored pairs with one can
-    match: saying so in the condition lets Delta drop the other stored pairs before it joins.
-    Without it the insert sorted every stored pair (2.1-2.4 s for 300 pairs into the 1.76
-    million of the benchmark lakehouse; 0.35-0.5 s with it).
+    Every pair has a new record on one side, so only stored pairs with one can match: saying
+    so in the condition lets Delta drop the other stored pairs before it joins. Without it the
+    insert sorted every stored pair (2.1-2.4 s for 300 pairs into the 1.76 million of the
+    benchmark lakehouse; 0.35-0.72 s with it). The new records are named by their ids'
+    hashes (``new_hashes``, :func:`_hashed`): Delta keeps a MERGE's condition in the table's
+    history, and a record id can hold an email.
     """
     from delta.tables import DeltaTable
 
     target = DeltaTable.forPath(spark, GOLD_IDENTITY_LINKS.path(settings))
+    hashes = ", ".join(str(h) for h in new_hashes)
     merge = (
         target.alias("t")
         .merge(
             links.alias("s"),
             "t.record_id_l = s.record_id_l AND t.record_id_r = s.record_id_r AND ("
-            f"{in_list('t.record_id_l', new_ids)} OR {in_list('t.record_id_r', new_ids)})",
+            f"xxhash64(t.record_id_l) IN ({hashes}) OR xxhash64(t.record_id_r) IN ({hashes}))",
         )
         .whenNotMatchedInsertAll()
     )

@@ -205,7 +205,7 @@ def replace_customer_rows(
     held = (
         spark.read.format("delta")
         .load(path)
-        .where(F.expr(in_list("customer_id", ids)))
+        .where(F.expr(_in_list("customer_id", ids)))
         .select(*columns)
         .persist()
     )
@@ -222,7 +222,7 @@ def replace_customer_rows(
                 f"{table.qualified_name}: rows of {len(outsiders)} customers not among the "
                 "customers to replace"
             )
-        replaced = in_list("customer_id", sorted(differences))
+        replaced = _in_list("customer_id", sorted(differences))
         new_rows = rows.where(F.expr(replaced))
         new_rows.write.format("delta").mode("overwrite").option("replaceWhere", replaced).save(path)
         return Replaced(sum(differences.values()), rows)
@@ -230,14 +230,10 @@ def replace_customer_rows(
         held.unpersist()
 
 
-def in_list(column: str, values: list[str]) -> str:
-    """``column IN ('a', 'b')`` as SQL text, each value quoted as a string literal: a
-    predicate Delta applies to the table's rows before it joins them (an overwrite's
-    ``replaceWhere``, a MERGE condition's target-only part). ``column`` may be qualified
-    (``t.record_id``)."""
+def _in_list(column: str, values: list[str]) -> str:
+    """``column IN ('a', 'b')`` as SQL text, each value quoted as a string literal."""
     quoted = (v.replace("\\", "\\\\").replace("'", "\\'") for v in values)
-    name = ".".join(f"`{part}`" for part in column.split("."))
-    return f"{name} IN (" + ", ".join(f"'{v}'" for v in quoted) + ")"
+    return f"`{column}` IN (" + ", ".join(f"'{v}'" for v in quoted) + ")"
 
 
 def _comparable(column: Column, dtype: DataType) -> Column:

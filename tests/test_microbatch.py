@@ -33,11 +33,13 @@ from identity.linker import open_linker
 from identity.model import PREDICTION_BLOCKING_KEYS
 from identity.predict import LINK_MIN_PROBABILITY
 from jobs.catalog import (
+    ALL_TABLES,
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_TIMELINE,
     GOLD_IDENTITY_FEATURES,
+    GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
@@ -355,6 +357,33 @@ def test_the_nightly_run_agrees_with_the_increments_and_records_every_change(
         history.select(F.col("previous_id").alias("incremental_id")), "incremental_id", "left_anti"
     )
     assert unrecorded.isEmpty()
+
+
+def test_no_table_history_holds_a_record_id(spark: SparkSession, incremented: Incremented) -> None:
+    """Delta keeps each commit's predicate in the table's history, which erasure leaves alone;
+    a record id holds an email or a phone, so no predicate may name one."""
+    settings = incremented.settings
+    record_ids = [r.record_id for r in read(spark, settings, SILVER_CUSTOMER_RECORDS).collect()]
+    histories = {
+        table.qualified_name: " ".join(
+            r.text
+            for r in DeltaTable.forPath(spark, table.path(settings))
+            .history()
+            .select(F.to_json("operationParameters").alias("text"))
+            .collect()
+        )
+        for table in ALL_TABLES
+        if DeltaTable.isDeltaTable(spark, table.path(settings))
+    }
+    assert len(histories) >= 10
+    assert "MERGE" in " ".join(
+        r.operation
+        for r in DeltaTable.forPath(spark, GOLD_IDENTITY_LINKS.path(settings)).history().collect()
+    )
+    leaks = {
+        name: sum(record_id in text for record_id in record_ids) for name, text in histories.items()
+    }
+    assert not any(leaks.values()), leaks
 
 
 def test_deriving_unchanged_history_again_rewrites_no_silver_file(
