@@ -326,21 +326,6 @@ def _projected(records: DataFrame) -> DataFrame:
     )
 
 
-# The columns the counts over other records (name holders, phone given names, known given
-# names) read.
-_COUNTED_COLUMNS = (
-    "record_id",
-    "source",
-    "first_name",
-    "last_name",
-    "first_formal",
-    "name_concat",
-    "email",
-    "phone",
-    "dob",
-)
-
-
 def build_features(
     records: DataFrame, interactions: DataFrame, others: DataFrame | None = None
 ) -> DataFrame:
@@ -359,8 +344,10 @@ def build_features(
     ).localCheckpoint()
     counted = features
     if others is not None:
-        counted = features.select(*_COUNTED_COLUMNS).unionByName(
-            others.join(features, "record_id", "left_anti").select(*_COUNTED_COLUMNS)
+        shared = [c for c in features.columns if c in others.columns]
+        counted = features.unionByName(
+            others.join(features, "record_id", "left_anti").select(*shared),
+            allowMissingColumns=True,
         )
     return (
         features.join(_name_holders(counted), "name_concat", "left")

@@ -209,13 +209,13 @@ def _assign(
         written,
     ):
         candidates = _sharing_a_key(written, PREDICTION_BLOCKING_KEYS, fresh).localCheckpoint()
-        ids = fresh.select("record_id", _hashed(F.col("record_id")).alias("hash")).collect()
-        new_ids = sorted(r.record_id for r in ids)
-        pairs = _score_new_records(linker, candidates, fresh, new_ids)
+        pairs = _score_new_records(linker, candidates, fresh)
         links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
+        ids = fresh.select("record_id", _hashed(F.col("record_id")).alias("hash")).collect()
         inserted = _insert_links(spark, settings, links, sorted(r.hash for r in ids))
         strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
-        assigned = _cluster(spark, settings, strong, fresh, written, xref, set(new_ids))
+        new_ids = {r.record_id for r in ids}
+        assigned = _cluster(spark, settings, strong, fresh, written, xref, new_ids)
     upsert_rows(spark, settings, GOLD_IDENTITY_FEATURES, fresh, "record_id")
     return assigned.join(fresh.select("record_id", "source"), "record_id"), inserted
 
@@ -240,13 +240,14 @@ def _new_features(
     interactions = read_table(spark, settings, SILVER_INTERACTIONS)
 
     keys = contact_keys(records.join(new, "record_id", "left_semi")).localCheckpoint()
-    contacts = _sharing_a_key(resolved, _CONTACT_KEYS[:2], keys).select("record_id")
-    namesakes = _sharing_a_key(resolved, _CONTACT_KEYS[2:], keys).localCheckpoint()
+    # One scan of the resolved records; the contacts are then picked from the few found.
+    sharers = _sharing_a_key(resolved, _CONTACT_KEYS, keys).localCheckpoint()
+    contacts = _sharing_a_key(sharers, _CONTACT_KEYS[:2], keys).select("record_id")
     features = build_features(
         records.join(new.unionByName(contacts).distinct(), "record_id", "left_semi"),
         # Only the new records' features are kept, and case ids are a record's own.
         interactions.join(new, "record_id", "left_semi"),
-        others=namesakes,
+        others=sharers,  # the namesakes; the contacts among them are projected instead
     )
     return features.join(new, "record_id", "left_semi").localCheckpoint()
 
@@ -298,12 +299,10 @@ def _hash_among(key: tuple[str, ...], hashes: list[int]) -> Column:
     return _hashed(_key_column(key)).isin(hashes)
 
 
-def _score_new_records(
-    linker: Linker, candidates: DataFrame, fresh: DataFrame, new_ids: list[str]
-) -> DataFrame:
-    """Scored pairs of each new record (``fresh``, ids ``new_ids``) with the resolved records
-    and with the other new ones: what ``predict_between`` the resolved and the new records
-    and ``predict_within`` the new ones give.
+def _score_new_records(linker: Linker, candidates: DataFrame, fresh: DataFrame) -> DataFrame:
+    """Scored pairs of each new record (``fresh``) with the resolved records and with the
+    other new ones: what ``predict_between`` the resolved and the new records and
+    ``predict_within`` the new ones give.
 
     ``candidates`` are the resolved records a prediction blocking rule can pair with a new
     one (:func:`_sharing_a_key`): blocking them gives the pairs blocking every resolved record
@@ -312,9 +311,10 @@ def _score_new_records(
 
     One ``predict_between`` with the new records on both sides scores both kinds of pairs:
     Splink's cost per call is mostly fixed, and two calls took 6.3-6.7 s where one takes
-    3.4-3.7 s (50 new records, benchmark lakehouse). Two new records then meet in both
-    orders, and each meets itself; the pair is kept once, smaller id left, as
-    ``predict_within`` gives it.
+    3.4-3.7 s (50 new records, benchmark lakehouse, warm session). Two new records then meet
+    in both orders, and each meets itself; the pair is kept once, smaller id left, as
+    ``predict_within`` gives it. New records are told by a join with ``fresh``, not by their
+    ids as literals: a record id can hold an email.
 
     The two inputs are registered as session views, which closing the linker leaves alone;
     they are dropped here, once Splink has written the predictions, or the next micro-batch
@@ -334,9 +334,14 @@ def _score_new_records(
     finally:
         for view in views:
             fresh.sparkSession.catalog.dropTempView(view)
-    left, right = F.col("record_id_l"), F.col("record_id_r")
-    both_new = left.isin(new_ids) & right.isin(new_ids)
-    return scored.as_spark_dataframe().where(~(both_new & (left >= right)))
+    pairs = scored.as_spark_dataframe()
+    for side in ("l", "r"):
+        ids = fresh.select(F.col("record_id").alias(f"record_id_{side}"))
+        is_new = ids.withColumn(f"_new_{side}", F.lit(True))
+        pairs = pairs.join(F.broadcast(is_new), f"record_id_{side}", "left")
+    both_new = F.coalesce(F.col("_new_l") & F.col("_new_r"), F.lit(False))
+    twice = both_new & (F.col("record_id_l") >= F.col("record_id_r"))
+    return pairs.where(~twice).drop("_new_l", "_new_r")
 
 
 def _ordered(links: DataFrame) -> DataFrame:

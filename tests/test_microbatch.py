@@ -442,9 +442,9 @@ def test_new_records_are_scored_as_splink_scores_them_against_every_resolved_rec
 
     with open_linker(spark, settings, resolved, model.splink_settings, False) as (linker, all_):
         candidates = _sharing_a_key(all_, PREDICTION_BLOCKING_KEYS, fresh).localCheckpoint()
-        increment = pairs(_score_new_records(linker, candidates, fresh, new_ids))
+        increment = pairs(_score_new_records(linker, candidates, fresh))
         # A running stream scores every micro-batch in one session: again, same pairs.
-        assert pairs(_score_new_records(linker, candidates, fresh, new_ids)) == increment
+        assert pairs(_score_new_records(linker, candidates, fresh)) == increment
         table = linker.table_management.register_table
         every, added = table(all_, "every_resolved"), table(fresh, "new_ones")
         between = linker.inference.predict_between(every, added, **threshold)
