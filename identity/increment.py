@@ -52,8 +52,6 @@ link to reach the driver (for the guard's union-find), never a whole table.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,7 +74,6 @@ from identity.stable_ids import new_id, previous_ids
 from identity.storage import (
     collect_customer_ids,
     customer_id_frame,
-    merge_commit_metric,
     read_table,
     replace_customer_rows,
     table_exists,
@@ -93,8 +90,6 @@ from jobs.catalog import (
 )
 from jobs.settings import Settings
 from schemas.tables import IDENTITY_XREF, conform
-
-log = logging.getLogger(__name__)
 
 _ASSIGNED_SCHEMA = "record_id string, customer_id string, undecided boolean"
 
@@ -116,8 +111,6 @@ class IdentityIncrement:
     joined: int  # new records that joined an existing customer
     new_customers: int
     undecided: int  # new records linked to several customers: merged by the next batch run
-    links: int  # scored pairs inserted into gold.identity_links
-    seconds: float
 
 
 def refresh_known(spark: SparkSession, settings: Settings, affected: DataFrame) -> list[str]:
@@ -141,28 +134,19 @@ def resolve_new_records(
     """Assign customer ids to the records among ``record_ids`` (a ``record_id`` frame) that
     gold.identity_xref does not hold, and rebuild the golden records of the customers they
     joined or started (module doc)."""
-    started = time.monotonic()
     model = _saved_model(spark, settings)
     stored = read_table(spark, settings, GOLD_IDENTITY_XREF)
     xref = stored.select("record_id", "customer_id")
     new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
     if new.isEmpty():
-        return IdentityIncrement([], 0, 0, 0, 0, 0, time.monotonic() - started)
+        return IdentityIncrement([], 0, 0, 0, 0)
     resolved_at = _now()
-    assigned, links = _assign(spark, settings, model, new, xref, resolved_at)
+    assigned = _assign(spark, settings, model, new, xref, resolved_at)
     touched = collect_customer_ids(assigned)
     counts = _counts(assigned, xref)  # before the xref (read lazily here) gets the new ids
     _write_xref(spark, settings, stored, assigned, touched, resolved_at)
     _write_profiles(spark, settings, touched, model, resolved_at)
-    return IdentityIncrement(
-        customer_ids=touched,
-        new_records=counts["new_records"],
-        joined=counts["joined"],
-        new_customers=counts["new_customers"],
-        undecided=counts["undecided"],
-        links=links,
-        seconds=time.monotonic() - started,
-    )
+    return IdentityIncrement(customer_ids=touched, **counts)
 
 
 def _now() -> datetime:
@@ -194,9 +178,8 @@ def _assign(
     new: DataFrame,
     xref: DataFrame,
     resolved_at: datetime,
-) -> tuple[DataFrame, int]:
-    """``(record_id, customer_id, undecided, source)`` for the new records (at least one), and
-    the links inserted."""
+) -> DataFrame:
+    """``(record_id, customer_id, undecided, source)`` for the new records (at least one)."""
     # Holds the resolved records (batch runs write them all, increments add theirs, erasure
     # deletes them), and a scan needs no materializing for Splink. The new records are left
     # out: a replayed micro-batch may have stored their features before it was killed.
@@ -212,12 +195,12 @@ def _assign(
         pairs = _score_new_records(linker, candidates, fresh)
         links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
         ids = fresh.select("record_id", _hashed(F.col("record_id")).alias("hash")).collect()
-        inserted = _insert_links(spark, settings, links, sorted(r.hash for r in ids))
+        _insert_links(spark, settings, links, sorted(r.hash for r in ids))
         strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
         new_ids = {r.record_id for r in ids}
         assigned = _cluster(spark, settings, strong, fresh, written, xref, new_ids)
     upsert_rows(spark, settings, GOLD_IDENTITY_FEATURES, fresh, "record_id")
-    return assigned.join(fresh.select("record_id", "source"), "record_id"), inserted
+    return assigned.join(fresh.select("record_id", "source"), "record_id")
 
 
 def _new_features(
@@ -361,8 +344,8 @@ def _ordered(links: DataFrame) -> DataFrame:
 
 def _insert_links(
     spark: SparkSession, settings: Settings, links: DataFrame, new_hashes: list[int]
-) -> int:
-    """Insert pairs gold.identity_links does not have yet; the number inserted.
+) -> None:
+    """Insert pairs gold.identity_links does not have yet.
 
     Every pair has a new record on one side, so only stored pairs with one can match: saying
     so in the condition lets Delta drop the other stored pairs before it joins. Without it the
@@ -375,7 +358,7 @@ def _insert_links(
 
     target = DeltaTable.forPath(spark, GOLD_IDENTITY_LINKS.path(settings))
     hashes = ", ".join(str(h) for h in new_hashes)
-    merge = (
+    (
         target.alias("t")
         .merge(
             links.alias("s"),
@@ -383,8 +366,8 @@ def _insert_links(
             f"xxhash64(t.record_id_l) IN ({hashes}) OR xxhash64(t.record_id_r) IN ({hashes}))",
         )
         .whenNotMatchedInsertAll()
+        .execute()
     )
-    return merge_commit_metric(target, merge, "numTargetRowsInserted")
 
 
 def _cluster(
@@ -398,11 +381,12 @@ def _cluster(
 ) -> DataFrame:
     """Group the new records with the guard, each linked customer as one group (module doc)."""
     rows = list(strong.toLocalIterator())
-    linked_records = {r.record_id_l for r in rows} | {r.record_id_r for r in rows}
+    # A join, not the linked ids as literals: a record id can hold an email.
+    linked = strong.select(F.col("record_id_l").alias("record_id")).union(
+        strong.select(F.col("record_id_r").alias("record_id"))
+    )
     owners = (
-        xref.where(F.col("record_id").isin(sorted(linked_records - new_ids)))
-        .select("customer_id")
-        .distinct()
+        xref.join(F.broadcast(linked), "record_id", "left_semi").select("customer_id").distinct()
     )
     members = xref.join(owners, "customer_id", "left_semi").join(
         features.select("record_id", "phone", "dob"), "record_id", "left"
