@@ -32,7 +32,7 @@ import pandas as pd
 import phonenumbers
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from identity.storage import latest_version, upsert_rows
 from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # The key under which silver commits name the bronze versions they were built from.
 _BRONZE_VERSIONS = "bronze_versions"
+# The hash of an anonymous event's source and cookie or device (null on the other events): the
+# batch write keeps each group's events in one file (``_laid_out_for_stitching``).
+_STITCH_GROUP = "_stitch_group"
 
 COUNTRY_TIMEZONES = {"KR": "Asia/Seoul", "US": "America/New_York"}
 FALLBACK_PHONE_REGIONS = ("KR", "US")  # for sources that do not say where the customer is
@@ -101,9 +104,11 @@ def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
     interactions = _union([_INTERACTION_BUILDERS[name](df) for name, df in present.items()])
     interactions = _stitch_anonymous(interactions)
     records = _with_activity(conform(records, CUSTOMER_RECORDS), interactions)
-    interactions = _dedupe_interactions(conform(interactions, INTERACTIONS, fill_missing=True))
+    grouped = StructType([*INTERACTIONS.fields, StructField(_STITCH_GROUP, LongType())])
+    interactions = _dedupe_interactions(conform(interactions, grouped, fill_missing=True))
     _overwrite(conform(records, CUSTOMER_RECORDS), SILVER_CUSTOMER_RECORDS.path(settings), metadata)
-    _overwrite(interactions, SILVER_INTERACTIONS.path(settings), metadata)
+    laid_out = _laid_out_for_stitching(interactions, settings.shuffle_partitions)
+    _overwrite(laid_out, SILVER_INTERACTIONS.path(settings), metadata)
     summary = StandardizeSummary(
         customer_records=_counts_by_source(spark, SILVER_CUSTOMER_RECORDS.path(settings)),
         interactions=_counts_by_source(spark, SILVER_INTERACTIONS.path(settings)),
@@ -750,19 +755,40 @@ def _stitch_anonymous(interactions: DataFrame) -> DataFrame:
 
     A cookie (or device) that logged in as one account is that account's browser; events before
     the login belong to the same person. A device used by several accounts keeps the newest.
+    Anonymous events get their cookie's or device's :data:`_STITCH_GROUP`.
     """
     if "_anon_key" not in interactions.columns:
-        return interactions
+        return interactions.withColumn(_STITCH_GROUP, F.lit(None).cast("long"))
     known = (
         interactions.where(F.col("_anon_key").isNotNull() & F.col("record_id").isNotNull())
         .groupBy("source", "_anon_key")
         .agg(F.max_by("record_id", "ts").alias("_stitched"))
     )
+    anonymous = F.col("record_id").isNull() & F.col("_anon_key").isNotNull()
     return (
         interactions.join(known, ["source", "_anon_key"], "left")
+        .withColumn(_STITCH_GROUP, F.when(anonymous, F.xxhash64("source", "_anon_key")))
         .withColumn("record_id", F.coalesce("record_id", "_stitched"))
         .drop("_stitched", "_anon_key")
     )
+
+
+def _laid_out_for_stitching(interactions: DataFrame, partitions: int) -> DataFrame:
+    """``interactions`` in ``partitions`` ranges, one file each: the anonymous events apart from
+    the others, those of one cookie or device together (by :data:`_STITCH_GROUP`, then
+    dropped).
+
+    A micro-batch re-attributes old anonymous events when their cookie logs in or a newer
+    account takes their device, and a Delta MERGE rewrites every file holding a row it
+    updates. With anonymous events in every file, the 6-64 such rows of a web file copied all
+    1.15 million rows of the benchmark's silver.interactions (5.5-7.7 s); laid out, 141,000 to
+    282,000 (2.5-3.1 s). The other events are spread by their id's hash, so no range is a
+    single skewed key. An explicit count keeps adaptive execution from coalescing the ranges
+    into one file.
+    """
+    anonymous = F.col(_STITCH_GROUP).isNotNull()
+    spread = F.coalesce(F.col(_STITCH_GROUP), F.xxhash64("interaction_id"))
+    return interactions.repartitionByRange(partitions, anonymous, spread).drop(_STITCH_GROUP)
 
 
 def _dedupe_interactions(interactions: DataFrame) -> DataFrame:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
@@ -384,6 +385,54 @@ def test_no_table_history_holds_a_record_id(spark: SparkSession, incremented: In
         name: sum(record_id in text for record_id in record_ids) for name, text in histories.items()
     }
     assert not any(leaks.values()), leaks
+
+
+@pytest.mark.usefixtures("same_session_env")
+def test_re_attributing_anonymous_events_rewrites_only_the_files_holding_them(
+    spark: SparkSession, incremented: Incremented, tmp_path: Path
+) -> None:
+    """A cookie that browsed anonymously logs in: its earlier events, stored without a record,
+    are re-attributed by a MERGE, which rewrites every file holding one of them. The nightly
+    write keeps anonymous events in files of their own, so it rewrites some files, not all."""
+    settings = copy_nightly(incremented.base, tmp_path)
+    bronze = read(spark, settings, bronze_table("web"))
+    cookie = (
+        bronze.where(F.col("cookie_id").isNotNull())
+        .groupBy("cookie_id")
+        .agg(F.count(F.lit(1)).alias("events"), F.max("login_email").alias("login"))
+        .where("login IS NULL AND events > 1")
+        .orderBy("cookie_id")
+        .first()
+        .cookie_id
+    )
+    day = sorted(incremented.base.held.glob("web/*"))[-1].name
+    login = {
+        "event_id": str(uuid.uuid4()),
+        "ts": f"{day}T12:00:00+09:00",
+        "cookie_id": cookie,
+        "login_email": "first.login@example.com",
+        "site_country": "KR",
+        "event_type": "login",
+        "page": "/account",
+    }
+    landed = settings.landing / "web" / day / f"web_events_{day.replace('-', '')}.jsonl"
+    landed.parent.mkdir(parents=True)
+    landed.write_text(json.dumps(login) + "\n")
+    path = SILVER_INTERACTIONS.path(settings)
+    nightly = version(spark, settings, SILVER_INTERACTIONS)
+
+    assert cli(settings, "stream", "--once") == 0
+    assert cli(settings, "microbatch", "--once") == 0
+
+    commits = DeltaTable.forPath(spark, path).history().where(F.col("version") > nightly)
+    updates = [
+        c for c in commits.collect() if int(c.operationMetrics.get("numTargetRowsUpdated", 0))
+    ]
+    assert len(updates) == 1
+    merge = updates[0]
+    before = spark.read.format("delta").option("versionAsOf", merge.version - 1).load(path)
+    removed = int(merge.operationMetrics["numTargetFilesRemoved"])
+    assert 0 < removed < len(before.inputFiles()), (removed, before.inputFiles())
 
 
 def test_deriving_unchanged_history_again_rewrites_no_silver_file(
