@@ -194,11 +194,14 @@ def _assign(
         candidates = _sharing_a_key(written, PREDICTION_BLOCKING_KEYS, fresh).localCheckpoint()
         pairs = _score_new_records(linker, candidates, fresh)
         links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
-        ids = fresh.select("record_id", _hashed(F.col("record_id")).alias("hash")).collect()
-        _insert_links(spark, settings, links, sorted(r.hash for r in ids))
+        # One collect of the micro-batch's new records: hashes for the insert, the guard's
+        # attributes for clustering.
+        own = fresh.select("record_id", _hashed(F.col("record_id")).alias("hash"), "phone", "dob")
+        rows = own.collect()
+        _insert_links(spark, settings, links, sorted(r.hash for r in rows))
         strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
-        new_ids = {r.record_id for r in ids}
-        assigned = _cluster(spark, settings, strong, fresh, written, xref, new_ids)
+        attributes = {r.record_id: (r.phone, r.dob) for r in rows}
+        assigned = _cluster(spark, settings, strong, attributes, written, xref)
     upsert_rows(spark, settings, GOLD_IDENTITY_FEATURES, fresh, "record_id")
     return assigned.join(fresh.select("record_id", "source"), "record_id")
 
@@ -296,8 +299,9 @@ def _score_new_records(linker: Linker, candidates: DataFrame, fresh: DataFrame) 
     Splink's cost per call is mostly fixed, and two calls took 6.3-6.7 s where one takes
     3.4-3.7 s (50 new records, benchmark lakehouse, warm session). Two new records then meet
     in both orders, and each meets itself; the pair is kept once, smaller id left, as
-    ``predict_within`` gives it. New records are told by a join with ``fresh``, not by their
-    ids as literals: a record id can hold an email.
+    ``predict_within`` gives it. The right side is always a new record, so a pair is twice
+    when its left one is new too: told by a join with ``fresh``, not by the ids as literals
+    (a record id can hold an email).
 
     The two inputs are registered as session views, which closing the linker leaves alone;
     they are dropped here, once Splink has written the predictions, or the next micro-batch
@@ -317,14 +321,10 @@ def _score_new_records(linker: Linker, candidates: DataFrame, fresh: DataFrame) 
     finally:
         for view in views:
             fresh.sparkSession.catalog.dropTempView(view)
-    pairs = scored.as_spark_dataframe()
-    for side in ("l", "r"):
-        ids = fresh.select(F.col("record_id").alias(f"record_id_{side}"))
-        is_new = ids.withColumn(f"_new_{side}", F.lit(True))
-        pairs = pairs.join(F.broadcast(is_new), f"record_id_{side}", "left")
-    both_new = F.coalesce(F.col("_new_l") & F.col("_new_r"), F.lit(False))
-    twice = both_new & (F.col("record_id_l") >= F.col("record_id_r"))
-    return pairs.where(~twice).drop("_new_l", "_new_r")
+    new_left = fresh.select(F.col("record_id").alias("_new_l"))
+    left = F.col("record_id_l")
+    twice = (left == F.col("_new_l")) & (left >= F.col("record_id_r"))
+    return scored.as_spark_dataframe().join(F.broadcast(new_left), twice, "left_anti")
 
 
 def _ordered(links: DataFrame) -> DataFrame:
@@ -374,12 +374,12 @@ def _cluster(
     spark: SparkSession,
     settings: Settings,
     strong: DataFrame,
-    fresh: DataFrame,
+    new: dict[str, tuple[Any, Any]],
     features: DataFrame,
     xref: DataFrame,
-    new_ids: set[str],
 ) -> DataFrame:
-    """Group the new records with the guard, each linked customer as one group (module doc)."""
+    """Group the new records (``new``: record id -> phone, dob) with the guard, each linked
+    customer as one group (module doc)."""
     rows = list(strong.toLocalIterator())
     # A join, not the linked ids as literals: a record id can hold an email.
     linked = strong.select(F.col("record_id_l").alias("record_id")).union(
@@ -391,17 +391,15 @@ def _cluster(
     members = xref.join(owners, "customer_id", "left_semi").join(
         features.select("record_id", "phone", "dob"), "record_id", "left"
     )
-    attributes: dict[str, tuple[Any, Any]] = {}
+    attributes = dict(new)
     customer_of: dict[str, str] = {}
     sizes: dict[str, int] = {}
     for m in members.toLocalIterator():
         attributes[m.record_id] = (m.phone, m.dob)
         customer_of[m.record_id] = m.customer_id
         sizes[m.customer_id] = sizes.get(m.customer_id, 0) + 1
-    for f in fresh.select("record_id", "phone", "dob").toLocalIterator():
-        attributes[f.record_id] = (f.phone, f.dob)
     groups = guarded_components(_with_membership(rows, customer_of), attributes)
-    return _ids_for_groups(spark, settings, groups, new_ids, customer_of, sizes)
+    return _ids_for_groups(spark, settings, groups, set(new), customer_of, sizes)
 
 
 @dataclass(frozen=True)

@@ -755,10 +755,11 @@ def _stitch_anonymous(interactions: DataFrame) -> DataFrame:
 
     A cookie (or device) that logged in as one account is that account's browser; events before
     the login belong to the same person. A device used by several accounts keeps the newest.
-    Anonymous events get their cookie's or device's :data:`_STITCH_GROUP`.
+    Anonymous events get their cookie's or device's :data:`_STITCH_GROUP` (without web or app
+    sources there is none; ``conform`` fills it in).
     """
     if "_anon_key" not in interactions.columns:
-        return interactions.withColumn(_STITCH_GROUP, F.lit(None).cast("long"))
+        return interactions
     known = (
         interactions.where(F.col("_anon_key").isNotNull() & F.col("record_id").isNotNull())
         .groupBy("source", "_anon_key")
@@ -780,11 +781,11 @@ def _laid_out_for_stitching(interactions: DataFrame, partitions: int) -> DataFra
 
     A micro-batch re-attributes old anonymous events when their cookie logs in or a newer
     account takes their device, and a Delta MERGE rewrites every file holding a row it
-    updates. With anonymous events in every file, the 6-64 such rows of a web file copied all
-    1.15 million rows of the benchmark's silver.interactions (5.5-7.7 s); laid out, 141,000 to
-    282,000 (2.5-3.1 s). The other events are spread by their id's hash, so no range is a
-    single skewed key. An explicit count keeps adaptive execution from coalescing the ranges
-    into one file.
+    updates. With anonymous events in every file, the 6-64 such rows of a 1,000- or
+    10,000-event web file copied all 1.15 million rows of the benchmark's silver.interactions
+    (5.5-7.7 s); laid out, 141,000 to 282,000 (2.5-3.1 s). The other events are spread by
+    their id's hash, so no range is a single skewed key. An explicit count keeps adaptive
+    execution from coalescing the ranges into one file.
     """
     anonymous = F.col(_STITCH_GROUP).isNotNull()
     spread = F.coalesce(F.col(_STITCH_GROUP), F.xxhash64("interaction_id"))
