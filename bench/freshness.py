@@ -33,22 +33,24 @@ the ``omnicdp_microbatch`` DAG runs them. From ``t0`` on, a second thread reads 
 store every ``POLL_INTERVAL_S``, as the agent API reads it (``current()``, ``customer(id)``,
 ``timeline(id, ...)``), until every sampled customer's timeline holds the new events'
 interaction ids (``web:<event_id>``, ``app:<event_id>``): ``t1``, the poll that first showed
-them all. The micro-batch serves the customers it already knows before it matches new records,
-so ``t1`` usually comes before the micro-batch returns. Freshness is ``t1 - t0``. An event the
+them all. The micro-batch serves before it stores its rows in gold, so ``t1`` usually comes
+before the micro-batch returns. Freshness is ``t1 - t0``. An event the
 ingest quarantined never shows: polling stops ``POLL_SETTLE_S`` after the micro-batch returned
 and the last newly served event, ``t1`` is the poll that first showed the final state, and the
 missing events are then looked up in silver (untimed); a run counts only when every missing
 event is one that never reached silver, and is reported without a freshness otherwise. The
 customers checked are up to ``SAMPLE_CUSTOMERS`` of those whose records the lakehouse already
 resolved before ``t0`` (looked up in ``gold.identity_xref`` for the file's identity keys,
-before landing). Events of new records (a first login) reach the agent only once the
-micro-batch has matched them, at its end: they are checked afterwards, and each run reports
-how many reached the agent and ``new_records_served_by_s``, the micro-batch's end less ``t0``
-(an upper bound). Iterations build on each other (no reset in between). One small warm-up file
-(``WARMUP_EVENTS``) runs first and is reported, not counted. Then ``FLOOR_REPETITIONS`` files of
-``FLOOR_EVENTS`` events measure the floor, reported apart and not held to the target: what a
-micro-batch costs when almost nothing is in it, the part of every run's freshness that does
-not grow with the file. They also warm the session further before the counted files.
+before landing). Events of new records (a first login) have no customer id to poll until the
+micro-batch has matched them: they are checked afterwards, and each run reports how many
+reached the agent and ``new_records_served_by_s``, when the micro-batch's serving transaction
+committed (``MicrobatchSummary.served_at``) less ``t0``; every event of a micro-batch is
+served in that one transaction. Iterations build on each other (no reset in between). One
+small warm-up file (``WARMUP_EVENTS``) runs first and is reported, not counted. Then
+``FLOOR_REPETITIONS`` files of ``FLOOR_EVENTS`` events measure the floor, reported apart and
+not held to the target: what a micro-batch costs when almost nothing is in it, the part of
+every run's freshness that does not grow with the file. They also warm the session further
+before the counted files.
 
 Not included: the wait for the scheduler's next run (the DAG runs every five minutes) and
 Spark start-up per task. The polls share the two cores with Spark; their own time is reported
@@ -570,7 +572,6 @@ def measure_one(
             "new_customers": increments.new_customers,
             "undecided": increments.undecided,
             "customers_served": increments.customers,
-            "new_record_customers_served": increments.new_record_customers,
             "step_seconds": {
                 step: round(seconds, 2) for step, seconds in increments.step_seconds.items()
             },
@@ -581,7 +582,10 @@ def measure_one(
     result["new_records_followed"] = followed
     if followed["events_checked"]:  # None: no new record's event to check, or one not served
         all_served = followed["events_seen"] == followed["events_checked"]
-        result["new_records_served_by_s"] = round(t_micro - t0, 2) if all_served else None
+        served_at = increments.served_at
+        result["new_records_served_by_s"] = (
+            round(served_at - t0, 2) if all_served and served_at is not None else None
+        )
     _say(
         f"{label}: {size} {source} events -> freshness "
         f"{result['freshness_s']} s (stream {result['stream_s']} s, microbatch "

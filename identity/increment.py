@@ -1,14 +1,15 @@
-"""Resolve a micro-batch's records: refresh the known ones' customers, then match the new ones.
+"""Resolve a micro-batch's records: the known ones keep their customers, new ones are matched.
 
-The micro-batch path (``jobs.microbatch``) calls two functions, in this order, so that the
-customers it already knows reach the agent before any new record is scored:
+The micro-batch path (``jobs.microbatch``) calls :func:`resolve_increment` once per
+micro-batch. It returns the customers the micro-batch touched and their gold.identity_xref
+and gold.customer_profile rows, computed but not stored: the micro-batch curates and serves
+them first and stores them with the curated rows after (``jobs.microbatch`` says why).
 
-- :func:`refresh_known` rebuilds the golden records of the customers owning the records a
-  micro-batch changed or gave activity to. Records already in gold.identity_xref keep their
-  customer id (a changed record that would now belong elsewhere is the nightly run's to move).
-- :func:`resolve_new_records` gives each new record a customer id with the saved model, never
-  retrained here, and rebuilds the golden records of the customers the new records joined or
-  started.
+- Records already in gold.identity_xref keep their customer id (a changed record that would
+  now belong elsewhere is the nightly run's to move); the customers owning the records the
+  micro-batch changed or gave activity to are touched.
+- Each new record gets a customer id with the saved model, never retrained here; the customers
+  the new records joined or started are touched too.
 
 Each new record is scored:
 
@@ -36,15 +37,13 @@ namesakes, household phones) are the batch run's. Resolved records keep the feat
 batch run gave them until the next batch run.
 
 Writes, each idempotent, so a micro-batch replayed after a crash converges on the same rows:
-the new records' features are upserted into gold.identity_features, the new scored pairs
-are inserted into gold.identity_links (keyed by the pair), the gold.identity_xref rows of the
-customers the new records joined or started and the gold.customer_profile rows of every
-customer either function touches are replaced in one commit each
-(:func:`identity.storage.replace_customer_rows`). The links and xref rows carry the
-increment's ``resolved_at``; profiles carry the model version. Running both functions gives
-the customer ids and golden records one pass over the known and the new records together
-would give, timestamps aside: a customer both touch has its golden record rebuilt twice, the
-second time with its new records.
+while matching, the new records' features are upserted into gold.identity_features and the
+new scored pairs are inserted into gold.identity_links (keyed by the pair); a replayed
+micro-batch whose new records are not in the xref yet matches them again to the same ids. The
+touched customers' xref rows (the new records with the increment's ``resolved_at``) and golden
+records (with the model version) are returned for the caller to store. One pass over the known
+and the new records together gives the customer ids and golden records the batch run's rules
+give, timestamps aside.
 
 Only the micro-batch's records, their candidate pairs and the records of the customers they
 link to reach the driver (for the guard's union-find), never a whole table.
@@ -75,7 +74,6 @@ from identity.storage import (
     collect_customer_ids,
     customer_id_frame,
     read_table,
-    replace_customer_rows,
     table_exists,
     upsert_rows,
 )
@@ -87,11 +85,13 @@ from jobs.catalog import (
     GOLD_IDENTITY_XREF,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
+    Table,
 )
 from jobs.settings import Settings
 from schemas.tables import IDENTITY_XREF, conform
 
 _ASSIGNED_SCHEMA = "record_id string, customer_id string, undecided boolean"
+_COUNTS = ("new_records", "joined", "new_customers", "undecided")  # IdentityIncrement's counts
 
 # The keys whose sharers a new record's features count over (``_new_features``): contacts,
 # then the name.
@@ -104,49 +104,49 @@ class NoModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class IdentityIncrement:
-    """What one increment did (counts only, no PII) and the customers it touched."""
+    """What one increment did (counts only, no PII), the customers it touched and their
+    identity rows, computed and not stored yet."""
 
-    customer_ids: list[str]  # every customer a new record joined or started, sorted
+    # Sorted: the owners of the micro-batch's known records and the customers its new records
+    # joined or started.
+    customer_ids: list[str]
+    # Their gold.customer_profile and gold.identity_xref rows, computed, to be stored in this
+    # order after any other table (jobs.microbatch).
+    rows: dict[Table, DataFrame]
     new_records: int
     joined: int  # new records that joined an existing customer
     new_customers: int
     undecided: int  # new records linked to several customers: merged by the next batch run
 
 
-def refresh_known(spark: SparkSession, settings: Settings, affected: DataFrame) -> list[str]:
-    """The ids of the customers owning ``affected`` records (a ``record_id`` frame) in
-    gold.identity_xref as it stands, their golden records rebuilt; collected once, for the
-    curation and serving that follow.
-
-    New records are not in the xref yet, so they add no customer here: their customers come
-    from :func:`resolve_new_records`.
-    """
-    model = _saved_model(spark, settings)
-    xref = read_table(spark, settings, GOLD_IDENTITY_XREF)
-    ids = collect_customer_ids(xref.join(affected, "record_id", "left_semi"))
-    _write_profiles(spark, settings, ids, model, _now())
-    return ids
-
-
-def resolve_new_records(
-    spark: SparkSession, settings: Settings, record_ids: DataFrame
+def resolve_increment(
+    spark: SparkSession, settings: Settings, affected: DataFrame, record_ids: DataFrame
 ) -> IdentityIncrement:
-    """Assign customer ids to the records among ``record_ids`` (a ``record_id`` frame) that
-    gold.identity_xref does not hold, and rebuild the golden records of the customers they
-    joined or started (module doc)."""
+    """The customers of a micro-batch's records and their identity rows (module doc).
+
+    ``affected``: the records the micro-batch changed or gave activity to; their owners in
+    gold.identity_xref keep them (a changed record that would now belong elsewhere is the
+    nightly run's to move). ``record_ids``: every record of the micro-batch; those the xref
+    does not hold are new and get a customer id.
+    """
     model = _saved_model(spark, settings)
     stored = read_table(spark, settings, GOLD_IDENTITY_XREF)
     xref = stored.select("record_id", "customer_id")
+    known = collect_customer_ids(xref.join(affected, "record_id", "left_semi"))
     new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
-    if new.isEmpty():
-        return IdentityIncrement([], 0, 0, 0, 0)
     resolved_at = _now()
-    assigned = _assign(spark, settings, model, new, xref, resolved_at)
-    touched = collect_customer_ids(assigned)
-    counts = _counts(assigned, xref)  # before the xref (read lazily here) gets the new ids
-    _write_xref(spark, settings, stored, assigned, touched, resolved_at)
-    _write_profiles(spark, settings, touched, model, resolved_at)
-    return IdentityIncrement(customer_ids=touched, **counts)
+    assigned = spark.createDataFrame([], _ASSIGNED_SCHEMA + ", source string")
+    counts = dict.fromkeys(_COUNTS, 0)
+    if not new.isEmpty():
+        assigned = _assign(spark, settings, model, new, xref, resolved_at).localCheckpoint()
+        counts = _counts(assigned, xref)
+    touched = sorted(set(known) | set(collect_customer_ids(assigned)))
+    if not touched:  # anonymous events only
+        return IdentityIncrement(customer_ids=[], rows={}, **counts)
+    xref_rows = _xref_rows(spark, stored, assigned, touched, resolved_at)
+    profiles = _profiles(spark, settings, xref_rows, model, resolved_at)
+    rows = {GOLD_CUSTOMER_PROFILE: profiles, GOLD_IDENTITY_XREF: xref_rows}
+    return IdentityIncrement(customer_ids=touched, rows=rows, **counts)
 
 
 def _now() -> datetime:
@@ -474,17 +474,16 @@ def _new_customer_ids(spark: SparkSession, settings: Settings, keys: list[str]) 
     return {r.cluster_key: r.customer_id for r in chosen.collect()}  # one row per new group
 
 
-def _write_xref(
+def _xref_rows(
     spark: SparkSession,
-    settings: Settings,
     stored: DataFrame,
     assigned: DataFrame,
     touched: list[str],
     resolved_at: datetime,
-) -> None:
-    """Replace the touched customers' xref rows (``stored`` is the xref before this increment):
-    their records, the new ones (``assigned``, none of them in ``stored``) included, with the
-    cluster size they now have."""
+) -> DataFrame:
+    """The touched customers' xref rows (``stored`` is the xref before this increment): their
+    records, the new ones (``assigned``, none of them in ``stored``) included, with the
+    cluster size they now have; computed."""
     kept = stored.join(customer_id_frame(spark, touched), "customer_id", "left_semi").select(
         "record_id", "source", "customer_id", "resolved_at"
     )
@@ -498,29 +497,24 @@ def _write_xref(
     sized = rows.withColumn(
         "cluster_size", F.count(F.lit(1)).over(Window.partitionBy("customer_id")).cast("long")
     )
-    xref = conform(sized, IDENTITY_XREF)
-    replace_customer_rows(spark, settings, GOLD_IDENTITY_XREF, touched, xref, ["record_id"])
+    return conform(sized, IDENTITY_XREF).localCheckpoint()
 
 
-def _write_profiles(
+def _profiles(
     spark: SparkSession,
     settings: Settings,
-    touched: list[str],
+    xref: DataFrame,
     model: SavedModel,
     resolved_at: datetime,
-) -> None:
-    """Rebuild the touched customers' golden records with the batch run's survivorship."""
+) -> DataFrame:
+    """The golden records of the customers of ``xref`` (their xref rows), by the batch run's
+    survivorship; computed."""
     survivorship = load_survivorship_rules(settings.survivorship_rules)
-    xref = read_table(spark, settings, GOLD_IDENTITY_XREF).join(
-        customer_id_frame(spark, touched), "customer_id", "left_semi"
-    )
     records = read_table(spark, settings, SILVER_CUSTOMER_RECORDS).join(
         xref.select("record_id"), "record_id", "left_semi"
     )
     profiles = profile_table(records, xref, model.model_version, resolved_at, survivorship)
-    replace_customer_rows(
-        spark, settings, GOLD_CUSTOMER_PROFILE, touched, profiles, ["customer_id"]
-    )
+    return profiles.localCheckpoint()
 
 
 def _counts(assigned: DataFrame, xref_before: DataFrame) -> dict[str, int]:
@@ -538,4 +532,4 @@ def _counts(assigned: DataFrame, xref_before: DataFrame) -> dict[str, int]:
         )
         .first()
     )
-    return {k: int(row[k] or 0) for k in ("new_records", "joined", "new_customers", "undecided")}
+    return {k: int(row[k] or 0) for k in _COUNTS}

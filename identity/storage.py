@@ -9,8 +9,7 @@ readers on the previous version.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from functools import reduce
 from operator import and_
 from typing import TYPE_CHECKING
@@ -108,15 +107,6 @@ def apply_table_properties(spark: SparkSession, settings: Settings, table: Table
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
 
 
-@dataclass(frozen=True)
-class Replaced:
-    """What :func:`replace_customer_rows` did: the rows it inserted, updated and deleted, and
-    the customers' rows as it wrote them, already computed, for a next step to build on."""
-
-    changed: int
-    rows: DataFrame
-
-
 def collect_customer_ids(customers: DataFrame) -> list[str]:
     """The distinct non-null ``customer_id`` values of ``customers``, sorted, on the driver.
 
@@ -140,8 +130,9 @@ def replace_customer_rows(
     customer_ids: Sequence[str],
     rows: DataFrame,
     key: list[str],
-) -> Replaced:
-    """Make the rows of ``table`` that belong to ``customer_ids`` exactly ``rows``, in one commit.
+) -> int:
+    """Make the rows of ``table`` that belong to ``customer_ids`` exactly ``rows``, in one commit;
+    the rows it inserted, updated and deleted.
 
     Incremental runs (a micro-batch touching a few thousand customers) cannot afford to rewrite
     a whole table, yet readers must never see a customer half-replaced: one selective Delta
@@ -168,8 +159,7 @@ def replace_customer_rows(
     Only customers whose rows differ from the stored ones (maps compared by content) are
     rewritten, so a rerun with the same inputs commits nothing and changes 0 rows. The table is
     read twice: for the customers' stored rows, and by the overwrite of those whose rows
-    differ; ``rows`` is computed once, and returned computed, so a caller building on them does
-    not compute them again.
+    differ; ``rows`` is computed once.
 
     A table that does not exist yet is created with ``rows``; with no customers nothing is
     written.
@@ -179,17 +169,15 @@ def replace_customer_rows(
     columns = rows.columns
     ids = sorted(set(customer_ids))
     if not ids:
-        return Replaced(0, rows)
-    # Computed once, before the commit: the comparison, the write and the caller need them,
-    # and ``rows`` may read this very table.
+        return 0
+    # Computed once, before the commit: the comparison and the write need them, and ``rows``
+    # may read this very table.
     rows = rows.localCheckpoint()
     path = table.path(settings)
     if not table_exists(spark, settings, table):
         rows.write.format("delta").mode("errorifexists").options(**table.properties).save(path)
         written = DeltaTable.forPath(spark, path).history(1).first()
-        return Replaced(
-            int(written.operationMetrics.get("numOutputRows", 0)) if written else 0, rows
-        )
+        return int(written.operationMetrics.get("numOutputRows", 0)) if written else 0
 
     match = list(dict.fromkeys(["customer_id", *key]))
     same_key = reduce(and_, [F.col(f"t.{c}") == F.col(f"s.{c}") for c in match])
@@ -215,7 +203,7 @@ def replace_customer_rows(
         per_customer = changed.select(*match).unionByName(gone).groupBy("customer_id").count()
         differences = {r.customer_id: r["count"] for r in per_customer.toLocalIterator()}
         if not differences:
-            return Replaced(0, rows)
+            return 0
         outsiders = differences.keys() - set(ids)
         if outsiders:
             raise ValueError(
@@ -225,9 +213,30 @@ def replace_customer_rows(
         replaced = _in_list("customer_id", sorted(differences))
         new_rows = rows.where(F.expr(replaced))
         new_rows.write.format("delta").mode("overwrite").option("replaceWhere", replaced).save(path)
-        return Replaced(sum(differences.values()), rows)
+        return sum(differences.values())
     finally:
         held.unpersist()
+
+
+def store_customer_rows(
+    spark: SparkSession,
+    settings: Settings,
+    customer_ids: Sequence[str],
+    rows: Mapping[Table, DataFrame],
+) -> dict[str, int]:
+    """Replace these customers' rows of each table in ``rows`` (:func:`replace_customer_rows`,
+    on the table's ``row_key``), one commit per table in the mapping's order; rows changed per
+    table.
+
+    A run that stops between two commits leaves the tables after it on their previous version;
+    running the same replacement again completes it.
+    """
+    return {
+        table.qualified_name: replace_customer_rows(
+            spark, settings, table, customer_ids, frame, list(table.row_key)
+        )
+        for table, frame in rows.items()
+    }
 
 
 def _in_list(column: str, values: list[str]) -> str:

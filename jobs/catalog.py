@@ -34,12 +34,16 @@ class Table:
     micro-batch only adds to or merges into do not have them. Readers of these tables need
     deletion-vector support (Spark with Delta 2.3 or later; delta-rs through its query engine,
     ``deltalake.QueryBuilder``, not through its PyArrow dataset).
+
+    ``row_key``: for a table of rows per customer that a micro-batch replaces customer by
+    customer, the columns a row is unique on (``identity.storage.store_customer_rows``).
     """
 
     layer: Layer
     name: str
     description: str
     deletion_vectors: bool = False
+    row_key: tuple[str, ...] = ()
 
     @property
     def properties(self) -> dict[str, str]:
@@ -72,7 +76,9 @@ SILVER_CUSTOMER_RECORDS = Table(
 SILVER_INTERACTIONS = Table(Layer.SILVER, "interactions", "every interaction in one schema")
 
 GOLD_IDENTITY_LINKS = Table(Layer.GOLD, "identity_links", "scored record pairs with evidence")
-GOLD_IDENTITY_XREF = Table(Layer.GOLD, "identity_xref", "source record -> customer_id")
+GOLD_IDENTITY_XREF = Table(
+    Layer.GOLD, "identity_xref", "source record -> customer_id", row_key=("record_id",)
+)
 GOLD_IDENTITY_FEATURES = Table(
     Layer.GOLD,
     "identity_features",
@@ -80,22 +86,32 @@ GOLD_IDENTITY_FEATURES = Table(
 )
 GOLD_CUSTOMER_ID_HISTORY = Table(Layer.GOLD, "customer_id_history", "merges and splits of ids")
 GOLD_CUSTOMER_PROFILE = Table(
-    Layer.GOLD, "customer_profile", "golden record with provenance", deletion_vectors=True
+    Layer.GOLD,
+    "customer_profile",
+    "golden record with provenance",
+    deletion_vectors=True,
+    row_key=("customer_id",),
 )
 GOLD_CUSTOMER_360 = Table(
-    Layer.GOLD, "customer_360", "RFM, value, channels, cases, consent", deletion_vectors=True
+    Layer.GOLD,
+    "customer_360",
+    "RFM, value, channels, cases, consent",
+    deletion_vectors=True,
+    row_key=("customer_id",),
 )
 GOLD_CUSTOMER_TIMELINE = Table(
     Layer.GOLD,
     "customer_timeline",
     "every interaction of a customer, time-ordered, summarized",
     deletion_vectors=True,
+    row_key=("interaction_id",),
 )
 GOLD_AGENT_CONTEXT = Table(
     Layer.GOLD,
     "agent_context",
     "one screen per customer for an agent, with next best action",
     deletion_vectors=True,
+    row_key=("customer_id",),
 )
 GOLD_SEGMENT_MEMBERSHIP = Table(
     Layer.GOLD, "segment_membership", "marketers' audiences, consent applied"

@@ -104,8 +104,7 @@ def cmd_microbatch(args: argparse.Namespace) -> int:
         "joined": summary.joined,
         "new customers": summary.new_customers,
         "undecided": summary.undecided,
-        "customers served (known)": summary.customers,
-        "customers served (new records)": summary.new_record_customers,
+        "customers served": summary.customers,
     }
     table = RichTable(
         *columns,

@@ -36,9 +36,9 @@ inputs writes the same rows and a failed run leaves readers on the previous vers
     within ``repeat_contact_days``. An HTML report with inline SVG charts goes to
     ``reports/journey_metrics.html``.
 
-``curate_customers`` rebuilds the timeline, 360 and agent context of a few customers only (the
-micro-batch path) with the same functions, replacing just their rows with one Delta commit per
-table; journey metrics, over everyone, wait for the next ``curate``.
+``curate_customers`` builds the timeline, 360 and agent context rows of a few customers only (the
+micro-batch path) with the same functions, for the micro-batch to serve and then store in place
+of theirs; journey metrics, over everyone, wait for the next ``curate``.
 
 A case is open unless its latest status is a closing status; a case idle for more than
 ``case_idle_close_days`` is no longer shown as open.
@@ -59,7 +59,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -73,11 +73,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
-from identity.storage import (
-    customer_id_frame,
-    overwrite_table,
-    replace_customer_rows,
-)
+from identity.storage import customer_id_frame, overwrite_table
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -238,28 +234,17 @@ class CurateSummary:
     report_path: str = ""
 
 
-@dataclass
-class CustomerCurateSummary:
-    """What ``curate_customers`` did: customers rebuilt, the reference time (None when there
-    were no customers), per table the rows those customers now have and the rows the commit
-    inserted, updated or deleted (0 everywhere when nothing changed since the last run)."""
+@dataclass(frozen=True)
+class CustomerTables:
+    """What ``curate_customers`` built: the reference time and, per table, the customers' rows,
+    computed and not stored yet (``identity.storage.store_customer_rows`` stores them)."""
 
-    customers: int
-    as_of: datetime | None
-    rows: dict[str, int] = field(default_factory=dict)
-    changed: dict[str, int] = field(default_factory=dict)
+    as_of: datetime
+    rows: dict[Table, DataFrame]
 
 
 # How a build step stores a table: write the frame, return the rows later steps should read.
 _Store = Callable[[Table, DataFrame], DataFrame]
-
-# The key of each table ``curate_customers`` replaces rows of (with customer_id, see
-# identity.storage.replace_customer_rows).
-_ROW_KEYS: dict[Table, list[str]] = {
-    GOLD_CUSTOMER_TIMELINE: ["interaction_id"],
-    GOLD_CUSTOMER_360: ["customer_id"],
-    GOLD_AGENT_CONTEXT: ["customer_id"],
-}
 
 
 def curate(spark: SparkSession, settings: Settings) -> CurateSummary:
@@ -294,95 +279,74 @@ def curate(spark: SparkSession, settings: Settings) -> CurateSummary:
 
 
 def curate_customers(
-    spark: SparkSession, settings: Settings, customer_ids: Sequence[str]
-) -> CustomerCurateSummary:
-    """Rebuild the timeline, customer_360 and agent_context rows of these customers only.
+    spark: SparkSession,
+    settings: Settings,
+    customer_ids: Sequence[str],
+    identity: Mapping[Table, DataFrame],
+) -> CustomerTables:
+    """Build the timeline, customer_360 and agent_context rows of these customers only.
 
-    The micro-batch path (``jobs.microbatch``) calls this after silver and the identity tables
-    changed for a few customers; rewriting every customer's rows for them would cost a full
-    ``curate``. ``customer_ids`` are on the driver (every table's overwrite predicate; see
-    :func:`identity.storage.collect_customer_ids`); duplicates are fine.
+    The micro-batch path (``jobs.microbatch``) calls this for the few customers a micro-batch
+    touched; rebuilding every customer's rows for them would cost a full ``curate``.
+    ``customer_ids`` are on the driver (see :func:`identity.storage.collect_customer_ids`;
+    duplicates are fine, at least one). ``identity`` holds their gold.identity_xref and
+    gold.customer_profile rows as the micro-batch computed them
+    (:func:`identity.increment.resolve_increment`), which may be newer than the tables: the
+    micro-batch serves the rows built here before it stores any of them.
 
     The rows are built by the functions ``curate`` uses, from the same tables narrowed to
-    those customers: their interactions (through their gold.identity_xref records) and their
-    golden records. Every table here is per customer, and each customer's whole history is
-    rebuilt, so timeline ``seq`` numbers, cases and per-channel rankings are exactly what
-    ``curate`` gives them at the same ``as_of``. ``as_of`` is ``Settings.as_of`` or, as in
-    ``curate``, the latest interaction in the whole gold.customer_timeline once these
-    customers' rows are in.
+    those customers: their interactions (through their xref records) and their golden records.
+    Every table here is per customer, and each customer's whole history is rebuilt, so
+    timeline ``seq`` numbers, cases and per-channel rankings are exactly what ``curate`` gives
+    them at the same ``as_of``. ``as_of`` is ``Settings.as_of`` or, as in ``curate``, the
+    latest interaction in the whole gold.customer_timeline once these customers' rows replace
+    theirs.
 
-    Each table is written with one Delta commit (:func:`identity.storage.replace_customer_rows`):
-    readers see a customer's rows in a table either all old or all new, the rows those
-    customers no longer have are deleted (a record that left them; every row of a retired id
-    passed among ``customer_ids``), and running this again changes nothing. The three tables are
-    three commits, timeline first: a run that stops between them is completed by running it
-    again.
-
-    Left to the nightly ``curate``: gold.journey_metrics and gold.segment_membership, which
-    aggregate over everyone, and the other customers' rows, which keep the ``as_of`` they were
-    built at (customer_360's ``as_of`` column says which), so their recency and open-case
+    The rows come back computed, each table's once, in the order they are to be stored (timeline
+    first). Left to the nightly ``curate``: gold.journey_metrics and gold.segment_membership,
+    which aggregate over everyone, and the other customers' rows, which keep the ``as_of`` they
+    were built at (customer_360's ``as_of`` column says which), so their recency and open-case
     ageing do not move until then.
     """
     rules = load_rules(settings.curation_rules)
-    ids = sorted(set(customer_ids))
-    if not ids:
-        return CustomerCurateSummary(customers=0, as_of=None)
-    store = _CustomerRows(spark, settings, ids)
-    id_frame = customer_id_frame(spark, ids)
-    timeline = store(GOLD_CUSTOMER_TIMELINE, _timeline(spark, settings, rules, id_frame))
-    whole = _require(spark, settings, GOLD_CUSTOMER_TIMELINE, "omnicdp curate")
-    as_of_micros = _as_of_micros(whole, settings)
-    profile = _require(spark, settings, GOLD_CUSTOMER_PROFILE, "omnicdp identity resolve")
-    profile = profile.join(id_frame, "customer_id", "left_semi")
-    _build_customer_tables(settings, rules, timeline, profile, as_of_micros, store, journeys=False)
-    summary = CustomerCurateSummary(
-        customers=len(ids),
-        as_of=_as_of_datetime(as_of_micros),
-        rows=store.rows,
-        changed=store.changed,
+    customers = sorted(set(customer_ids))
+    ids = customer_id_frame(spark, customers)
+
+    def own(table: Table) -> DataFrame:
+        return identity[table].join(F.broadcast(ids), "customer_id", "left_semi")
+
+    built: dict[Table, DataFrame] = {}
+
+    def compute(table: Table, df: DataFrame) -> DataFrame:
+        built[table] = df.localCheckpoint()
+        return built[table]
+
+    timeline = compute(
+        GOLD_CUSTOMER_TIMELINE, _timeline(spark, settings, rules, own(GOLD_IDENTITY_XREF))
     )
-    log.info(
-        "curate_customers: %d customers as of %s, rows %s, changed %s",
-        summary.customers,
-        summary.as_of,
-        summary.rows,
-        summary.changed,
+    stored = _require(spark, settings, GOLD_CUSTOMER_TIMELINE, "omnicdp curate")
+    others = stored.join(F.broadcast(ids), "customer_id", "left_anti").select("ts")
+    as_of_micros = _as_of_micros(others.unionByName(timeline.select("ts")), settings)
+    profile = own(GOLD_CUSTOMER_PROFILE)
+    _build_customer_tables(
+        settings, rules, timeline, profile, as_of_micros, compute, journeys=False
     )
-    return summary
-
-
-class _CustomerRows:
-    """The store of ``curate_customers``: replaces the customers' rows of a table in one commit
-    and hands the rows as written (computed once, by the replacement) to the next step."""
-
-    def __init__(self, spark: SparkSession, settings: Settings, customer_ids: list[str]) -> None:
-        self._spark = spark
-        self._settings = settings
-        self._customer_ids = customer_ids
-        self.rows: dict[str, int] = {}
-        self.changed: dict[str, int] = {}
-
-    def __call__(self, table: Table, df: DataFrame) -> DataFrame:
-        replaced = replace_customer_rows(
-            self._spark, self._settings, table, self._customer_ids, df, _ROW_KEYS[table]
-        )
-        self.changed[table.qualified_name] = replaced.changed
-        self.rows[table.qualified_name] = replaced.rows.count()
-        return replaced.rows
+    as_of = _as_of_datetime(as_of_micros)
+    log.info("curate_customers: %d customers as of %s", len(customers), as_of)
+    return CustomerTables(as_of=as_of, rows=built)
 
 
 def _timeline(
     spark: SparkSession,
     settings: Settings,
     rules: CurationRules,
-    customers: DataFrame | None = None,
+    xref: DataFrame | None = None,
 ) -> DataFrame:
-    """The timeline of every resolved customer, or of ``customers`` only (their xref records
-    select their interactions), with the rules' predicates checked against it."""
+    """The timeline of every resolved customer, or of the customers of ``xref`` (some
+    customers' xref rows) only, with the rules' predicates checked against it."""
     interactions = _require(spark, settings, SILVER_INTERACTIONS, "omnicdp standardize")
-    xref = _require(spark, settings, GOLD_IDENTITY_XREF, "omnicdp identity resolve")
-    if customers is not None:
-        xref = xref.join(customers, "customer_id", "left_semi")
+    if xref is None:
+        xref = _require(spark, settings, GOLD_IDENTITY_XREF, "omnicdp identity resolve")
     timeline = customer_timeline(interactions, xref, rules)
     _check_timeline_predicates(timeline, rules, settings.curation_rules)
     return timeline

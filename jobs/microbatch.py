@@ -6,31 +6,40 @@ streaming source, checkpointed in ``MICROBATCH_CHECKPOINT``) and, per micro-batc
 the records and customers those rows touch:
 
 1. rebuilds their silver rows (:func:`jobs.standardize.standardize_increment`);
-2. rebuilds the golden records of the customers owning the records it changed or gave new
-   events to (:func:`identity.increment.refresh_known`), then their timeline, 360 and agent context
-   rows (:func:`jobs.curate.curate_customers`), and replaces their rows in the serving store's
-   current generation (:func:`jobs.publish.publish_customers`), where the agent API reads them;
-3. gives the new records a customer id, joining an existing customer or starting a new one
-   (:func:`identity.increment.resolve_new_records`), and curates and serves the customers
-   they joined or started as in step 2.
+2. gives the new records a customer id, joining an existing customer or starting a new one,
+   and computes the xref rows and golden records of every customer the micro-batch touched:
+   the owners of its known records and the customers its new records joined or started
+   (:func:`identity.increment.resolve_increment`);
+3. computes their timeline, 360 and agent context rows (:func:`jobs.curate.curate_customers`);
+4. replaces their rows in the serving store's current generation, where the agent API reads
+   them (:func:`jobs.publish.publish_customers`), from the rows computed at steps 2 and 3;
+5. stores those rows in gold, one commit per table, gold.identity_xref last
+   (:func:`identity.storage.store_customer_rows`), and serves them again if a full
+   ``omnicdp publish`` switched the store to a new generation since step 4: that publish may
+   have read gold before step 5.
 
-Known customers come first: they are the ones an agent may have on the phone, and matching
-new records with Splink is the longest step of a micro-batch, so they no longer wait for it.
-A customer a new record joins is served twice: at step 2 with the events of its known
-records, at step 3 with the new record's too.
+Serving comes before storing because the agent waits for serving only: the five gold commits
+took 9.7-11.9 s of each 1,000-event micro-batch on the benchmark lakehouse (11.7-14.6 s of each
+10,000-event one). Known
+and new records are served together: matching new records first delays the known customers'
+events, but serving those first meant curating and serving the customers new records joined a
+second time, after matching, and a new record's events reached the agent 33-45 s after the
+known customers' ones. The xref is stored last so that until the micro-batch is done its new
+records are new: a run killed before then matches them again on restart, to the same ids.
 
 ``--once`` (trigger ``availableNow``) processes every bronze row not yet processed and stops,
 for schedulers (the ``omnicdp_microbatch`` DAG runs ``stream --once`` and then this); without
 it a micro-batch starts every ``OMNICDP_STREAM_INTERVAL_SECONDS`` until Ctrl-C / SIGTERM.
 
-Exactly once: the checkpoint commits a micro-batch only after all three steps returned, so a
+Exactly once: the checkpoint commits a micro-batch only after all five steps returned, so a
 micro-batch killed half-way is run again on restart with the same bronze rows. Every step
 rebuilds its rows from the current tables and writes them with a keyed Delta MERGE or a
 selective overwrite of the touched customers (or one store transaction), so running a
-micro-batch again writes the same rows: nothing is lost, nothing doubles. Replaying files that were
-already ingested adds no bronze rows, so it triggers nothing here. Commits that rewrite bronze
-rows instead of adding them (an erasure, a killed ingest's leftovers being replaced) are
-skipped (``skipChangeCommits``): they carry no new events.
+micro-batch again writes the same rows: nothing is lost, nothing doubles. A micro-batch killed
+after serving and before storing leaves the store ahead of gold until its restart stores the
+rows. Replaying files that were already ingested adds no bronze rows, so it triggers nothing
+here. Commits that rewrite bronze rows instead of adding them (an erasure, a killed ingest's
+leftovers being replaced) are skipped (``skipChangeCommits``): they carry no new events.
 
 What the increments do not decide, the nightly batch does: merging two customers a new record
 bridges, moving a changed record to another customer, aggregates over everyone (journey
@@ -52,8 +61,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from identity.increment import IdentityIncrement, refresh_known, resolve_new_records
-from identity.storage import latest_version, table_exists
+from identity.increment import IdentityIncrement, resolve_increment
+from identity.storage import latest_version, store_customer_rows, table_exists
 from jobs.catalog import MICROBATCH_CHECKPOINT, bronze_table
 from jobs.curate import curate_customers
 from jobs.publish import CustomersPublishSummary, publish_customers
@@ -84,9 +93,9 @@ class MicrobatchSummary:
     joined: int = 0
     new_customers: int = 0
     undecided: int = 0
-    customers: int = 0  # customers served at step 2: owners of the records already resolved
-    new_record_customers: int = 0  # customers served at step 3: joined or started by new records
+    customers: int = 0  # customers served: owners of known records, joined or started by new
     served_rows: dict[str, int] = field(default_factory=dict)
+    served_at: float | None = None  # time.monotonic() when the last customers were served
     step_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -170,41 +179,36 @@ class _Increment:
         bronze_rows = int(touched.agg(F.sum("count")).first()[0] or 0)
         with clock("silver"):
             silver = standardize_increment(spark, settings, touched.drop("count"))
-        with clock("profiles"):
-            known = refresh_known(spark, settings, silver.affected)
-        known_served = self._curate_and_serve(spark, known, clock, "")
         with clock("identity"):
-            identity = resolve_new_records(spark, settings, silver.record_ids)
-        new_served = (
-            self._curate_and_serve(spark, identity.customer_ids, clock, " new")
-            if identity.new_records
-            else None
-        )
-        self._add(bronze_rows, silver, identity, known_served, new_served, clock)
+            identity = resolve_increment(spark, settings, silver.affected, silver.record_ids)
+        ids = identity.customer_ids
+        served, served_at = None, None
+        if ids:
+            with clock("curate"):
+                curated = curate_customers(spark, settings, ids, identity.rows)
+            rows = {**curated.rows, **identity.rows}  # the xref last (module doc)
+            with clock("serve"):
+                served = publish_customers(spark, settings, ids, rows)
+            served_at = time.monotonic()
+            with clock("store"):
+                store_customer_rows(spark, settings, ids, rows)
+                publish_customers(spark, settings, ids, rows, served.generation)
+        self._add(bronze_rows, silver, identity, served, served_at, clock)
         self._progress(
             f"micro-batch {micro_batch}: {bronze_rows} bronze rows -> {silver.records} records, "
-            f"{silver.interactions} interactions; {known_served.customers} known customers "
-            f"served; {identity.new_records} new records ({identity.joined} joined a customer, "
+            f"{silver.interactions} interactions; {len(ids)} customers served; "
+            f"{identity.new_records} new records ({identity.joined} joined a customer, "
             f"{identity.new_customers} new customers, {identity.undecided} left for the "
-            f"nightly run), {new_served.customers if new_served else 0} of their customers "
-            f"served ({clock})"
+            f"nightly run) ({clock})"
         )
-
-    def _curate_and_serve(
-        self, spark: SparkSession, customer_ids: list[str], clock: _Clock, label: str
-    ) -> CustomersPublishSummary:
-        with clock(f"curate{label}"):
-            curate_customers(spark, self._settings, customer_ids)
-        with clock(f"serve{label}"):
-            return publish_customers(spark, self._settings, customer_ids)
 
     def _add(
         self,
         bronze_rows: int,
         silver: SilverIncrement,
         identity: IdentityIncrement,
-        known_served: CustomersPublishSummary,
-        new_served: CustomersPublishSummary | None,
+        served: CustomersPublishSummary | None,
+        served_at: float | None,
         clock: _Clock,
     ) -> None:
         with self._lock:
@@ -217,10 +221,10 @@ class _Increment:
             s.joined += identity.joined
             s.new_customers += identity.new_customers
             s.undecided += identity.undecided
-            s.customers += known_served.customers
-            s.new_record_customers += new_served.customers if new_served else 0
-            for publication in filter(None, (known_served, new_served)):
-                for table, rows in publication.rows.items():
+            if served is not None:
+                s.customers += served.customers
+                s.served_at = served_at
+                for table, rows in served.rows.items():
                     s.served_rows[table] = s.served_rows.get(table, 0) + rows
             for step, seconds in clock.seconds.items():
                 s.step_seconds[step] = s.step_seconds.get(step, 0.0) + seconds

@@ -22,8 +22,9 @@ publish until then, and a failed publish leaves the previous one in place.
 Between publishes, the micro-batch pipeline calls ``publish_customers`` with the customers a
 micro-batch touched: their ``customer``, ``lookup_key`` and ``timeline`` rows, built by the same
 functions as a full publish from gold restricted to those customers (a semi-join, so only their
-rows reach the driver), replace theirs in the current generation in one transaction. Segments
-and retired ids are recomputed by the next full publish.
+rows reach the driver), replace theirs in the current generation in one transaction. The gold
+rows it reads are the micro-batch's own, computed and not stored yet (``jobs.microbatch``).
+Segments and retired ids are recomputed by the next full publish.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class CustomersPublishSummary:
 
     store: str
     customers: int  # distinct customer_ids replaced (deleted, then rewritten if still in gold)
+    generation: int | None  # the generation replaced in; None: left alone (unless_generation)
     rows: dict[str, int]  # rows written per store table
     seconds: float
 
@@ -103,9 +105,10 @@ def publish(
     store = open_store(settings.resolved_serving_url)
     started = time.monotonic()
     with store.publish() as publication:
-        # Gold is read once the store's writer lock is held: a micro-batch that updated gold
-        # and the current generation before this point is in this snapshot, and one that
-        # updates gold after it waits for the lock and then updates the new generation.
+        # Gold is read once the store's writer lock is held: a micro-batch that serves after
+        # this point waits for the lock and then updates the new generation; one that served
+        # the current generation before it but stores its gold rows after this snapshot serves
+        # them again once stored (publish_customers' unless_generation).
         frames = serving_frames(spark, settings)
         for table, frame in frames.items():
             rows = publication.load(table, frame.toLocalIterator(prefetchPartitions=True))
@@ -122,12 +125,19 @@ def publish(
 
 
 def publish_customers(
-    spark: SparkSession, settings: Settings, customer_ids: Sequence[str]
+    spark: SparkSession,
+    settings: Settings,
+    customer_ids: Sequence[str],
+    computed: Mapping[Table, DataFrame] | None = None,
+    unless_generation: int | None = None,
 ) -> CustomersPublishSummary:
     """Replace these customers' rows in the serving store's current generation (module doc).
 
     ``customer_ids``: the customers a micro-batch touched, on the driver (duplicates are
     fine). A customer no longer in gold (merged away, erased) ends up deleted from the store.
+    ``computed``: those customers' rows of some gold tables, computed but not stored yet, read
+    instead of the tables (the micro-batch serves before it stores; ``jobs.microbatch``).
+    ``unless_generation``: see ``serving.store.ServingStore.upsert_customers``.
     Raises ``serving.store.NotPublishedError`` before the first ``omnicdp publish``.
     """
     store = open_store(settings.resolved_serving_url)
@@ -135,13 +145,17 @@ def publish_customers(
     ids = sorted(set(customer_ids))
     # The ids the store deletes are exactly the ids gold is restricted to.
     touched = customer_id_frame(spark, ids)
-    read = {t: _read(spark, settings, t) for t in _CUSTOMER_INPUTS}
+    given = computed or {}
+    read = {t: given[t] if t in given else _read(spark, settings, t) for t in _CUSTOMER_INPUTS}
     frames = _in_column_order(_customer_frames(read, touched))
-    rows = store.upsert_customers(ids, {table: _rows(frame) for table, frame in frames.items()})
+    upserted = store.upsert_customers(
+        ids, {table: _rows(frame) for table, frame in frames.items()}, unless_generation
+    )
     summary = CustomersPublishSummary(
         store=store.display_url,
-        customers=len(ids),
-        rows=rows,
+        customers=len(ids) if upserted.generation is not None else 0,
+        generation=upserted.generation,
+        rows=upserted.rows,
         seconds=round(time.monotonic() - started, 1),
     )
     log.info("publish_customers: %d customers, rows %s", summary.customers, summary.rows)

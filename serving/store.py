@@ -111,6 +111,15 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True)
+class Upserted:
+    """What ``upsert_customers`` did: the generation it changed (None: none, it was told to
+    leave that generation alone) and the rows it wrote per table."""
+
+    generation: int | None
+    rows: dict[str, int]
+
+
+@dataclass(frozen=True)
 class CustomerRow:
     customer_id: str
     display_name: str | None
@@ -395,8 +404,9 @@ class ServingStore(ABC):
         self,
         customer_ids: Sequence[str],
         rows: Mapping[StoreTable, Iterable[Sequence[Any]]],
-    ) -> dict[str, int]:
-        """Replace every row of these customers in the current generation; rows written per table.
+        unless_generation: int | None = None,
+    ) -> Upserted:
+        """Replace every row of these customers in the current generation (``Upserted``).
 
         The micro-batch pipeline calls this so an agent sees a customer's new activity within
         seconds, without waiting for the next publish. In one transaction it deletes the
@@ -405,6 +415,12 @@ class ServingStore(ABC):
         before or wholly after, and a customer with no new rows (gone from gold) is deleted.
         The generation number does not change. Rows for a customer not in ``customer_ids``
         are refused (``ValueError``), since that customer's old rows would stay beside them.
+
+        With ``unless_generation``, nothing is written (and ``rows`` are not read) while that
+        generation is still current: a micro-batch that served its customers into it before
+        storing them in gold serves them again only if a publish switched generations in
+        between, since that publish may have read gold without them. The check and the
+        replacement are one transaction, so no publish can slip between them.
 
         Raises ``NotPublishedError`` before the first publish: there is no generation to update.
         """
@@ -424,6 +440,8 @@ class ServingStore(ABC):
                     "run `omnicdp publish` first"
                 )
             generation = state[0][0]
+            if generation == unless_generation:
+                return Upserted(None, written)
             for start in range(0, len(ids), _ERASE_BATCH):
                 batch = ids[start : start + _ERASE_BATCH]
                 marks = ", ".join("?" * len(batch))
@@ -438,7 +456,7 @@ class ServingStore(ABC):
                 written[table.name] += self._append(
                     connection, generation, table, _of_customers(table, table_rows, allowed)
                 )
-        return written
+        return Upserted(generation, written)
 
     # --- erasure ---------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from identity.storage import overwrite_table, replace_customer_rows
+from identity.storage import overwrite_table, replace_customer_rows, store_customer_rows
 from jobs.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -544,6 +545,27 @@ def stale_rows(full: dict[Table, dict[str, dict]]) -> dict[Table, dict[str, dict
 _TOUCHED = ("C2", "C4", "C9")
 
 
+@dataclass(frozen=True)
+class Curated:
+    """``curate_customers`` on the stored identity tables, its rows stored after it as the
+    micro-batch stores them."""
+
+    as_of: datetime
+    rows: dict[str, int]  # rows built per table
+    changed: dict[str, int]  # rows the store inserted, updated or deleted per table
+
+
+def curate_and_store(spark: SparkSession, settings: Settings, customer_ids: list[str]) -> Curated:
+    identity = {
+        t: spark.read.format("delta").load(t.path(settings))
+        for t in (GOLD_IDENTITY_XREF, GOLD_CUSTOMER_PROFILE)
+    }
+    built = curate_customers(spark, settings, customer_ids, identity)
+    rows = {t.qualified_name: df.count() for t, df in built.rows.items()}
+    changed = store_customer_rows(spark, settings, customer_ids, built.rows)
+    return Curated(built.as_of, rows, changed)
+
+
 @pytest.fixture(scope="module")
 def incremental(
     spark: SparkSession,
@@ -556,7 +578,7 @@ def incremental(
 
     ``full`` is what ``curate`` built on the final inputs (the shared fixture, whose ``as_of``
     is ``AS_OF``, set here too), ``stale`` the rows before, ``summary`` what
-    ``curate_customers`` reported.
+    ``curate_customers`` built and storing its rows changed.
     """
     source, _ = curated
     settings = module_settings(tmp_path_factory.mktemp("incremental")).model_copy(
@@ -573,7 +595,7 @@ def incremental(
     frame(spark, late, INTERACTIONS).write.format("delta").mode("append").save(
         SILVER_INTERACTIONS.path(settings)
     )
-    summary = curate_customers(spark, settings, ["C4", "C2", "C9", "C2"])
+    summary = curate_and_store(spark, settings, ["C4", "C2", "C9", "C2"])
     return {"settings": settings, "full": full, "stale": stale, "summary": summary}
 
 
@@ -582,7 +604,7 @@ def test_curate_customers_gives_the_rows_a_full_curate_gives_and_touches_no_one_
 ) -> None:
     settings, full, stale = incremental["settings"], incremental["full"], incremental["stale"]
     summary = incremental["summary"]
-    assert (summary.customers, summary.as_of) == (3, AS_OF)
+    assert summary.as_of == AS_OF
     assert summary.rows == {
         GOLD_CUSTOMER_TIMELINE.qualified_name: 7,  # C2's 5 interactions and C4's 2
         GOLD_CUSTOMER_360.qualified_name: 2,
@@ -612,7 +634,7 @@ def test_curate_customers_again_changes_nothing(
         return {t: len(list(Path(t.path(settings), "_delta_log").glob("*.json"))) for t in _CURATED}
 
     before, committed = {t: keyed(spark, settings, t) for t in _CURATED}, commits()
-    again = curate_customers(spark, settings, ["C2", "C4"])
+    again = curate_and_store(spark, settings, ["C2", "C4"])
     assert again.rows == incremental["summary"].rows
     assert set(again.changed.values()) == {0}
     assert commits() == committed  # nothing differed, so no MERGE and no new table version
@@ -640,7 +662,7 @@ def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
     customers = ["A", "C"]
 
     def replace() -> int:
-        return replace_customer_rows(spark, settings, table, customers, new, ["record_id"]).changed
+        return replace_customer_rows(spark, settings, table, customers, new, ["record_id"])
 
     def stored() -> list[tuple]:
         found = spark.read.format("delta").load(table.path(settings)).collect()
@@ -685,7 +707,7 @@ def test_replacing_a_customer_keeps_the_files_other_customers_share_with_them(
     shared = files_of("B")
     assert files_of("A") == shared
     new = spark.createDataFrame([("A", "r1", "new")], schema)
-    assert replace_customer_rows(spark, settings, table, ["A"], new, ["record_id"]).changed == 1
+    assert replace_customer_rows(spark, settings, table, ["A"], new, ["record_id"]) == 1
     assert files_of("B") == shared
     assert files_of("A").isdisjoint(shared)
     stored = sorted(tuple(r) for r in spark.read.format("delta").load(path).collect())

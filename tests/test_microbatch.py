@@ -233,7 +233,7 @@ def silver_grew(spark: SparkSession, settings: Settings, reference: Settings) ->
     return lambda: version(spark, settings, SILVER_INTERACTIONS) != start
 
 
-def known_customers_served(
+def customers_served(
     spark: SparkSession, settings: Settings, reference: Settings
 ) -> Callable[[], bool]:
     """Kill point: the store shows a held event of a customer the nightly run resolved (the
@@ -273,7 +273,7 @@ def unmatched_records(spark: SparkSession, settings: Settings) -> int:
 
 
 @pytest.mark.usefixtures("same_session_env")
-@pytest.mark.parametrize("kill_when", [silver_grew, known_customers_served])
+@pytest.mark.parametrize("kill_when", [silver_grew, customers_served])
 def test_a_killed_micro_batch_is_completed_by_the_restart(
     spark: SparkSession,
     incremented: Incremented,
@@ -307,7 +307,7 @@ def test_a_killed_micro_batch_is_completed_by_the_restart(
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    if kill_when is known_customers_served:  # served before a single new record was matched
+    if kill_when is customers_served:  # served before the new records' xref rows were stored
         assert unmatched_records(spark, settings) > 0
     killed_at = {t: version(spark, settings, t) for t in (GOLD_IDENTITY_XREF, GOLD_AGENT_CONTEXT)}
     assert cli(settings, "microbatch", "--once") == 0

@@ -67,6 +67,7 @@ from serving.store import (
     RETIRED_ID,
     NotPublishedError,
     ServingStore,
+    Upserted,
     open_store,
 )
 from serving.store import TIMELINE as TIMELINE_TABLE
@@ -358,7 +359,7 @@ def test_upserted_customers_are_read_at_once_in_the_same_generation(
         },
     )
 
-    assert written == {"customer": 2, "lookup_key": 2, "timeline": 3}
+    assert written == Upserted(1, {"customer": 2, "lookup_key": 2, "timeline": 3})
     assert store.current().number == 1  # no new generation
     assert directory.context("N1").tier == "gold"
     found = directory.find(LookupKind.EMAIL, "ann@example.com").matches
@@ -375,6 +376,23 @@ def test_upserted_customers_are_read_at_once_in_the_same_generation(
     with pytest.raises(ValueError, match="customer N2 is not among"):
         store.upsert_customers(["N1"], {TIMELINE_TABLE: [("N2", 9, _event(9, "web"))]})
     assert [e.seq for e in directory.timeline("N1").events] == [2, 1]  # rolled back whole
+
+    # Told to leave generation 1 alone while it is current, it reads no row and writes none;
+    # told about a generation that is gone, it replaces the rows as before.
+    def never_read() -> Iterator[tuple]:
+        raise AssertionError("rows were read")
+        yield ()
+
+    assert store.upsert_customers(["N1"], {TIMELINE_TABLE: never_read()}, 1) == Upserted(
+        None, {"customer": 0, "lookup_key": 0, "timeline": 0}
+    )
+    assert [e.seq for e in directory.timeline("N1").events] == [2, 1]
+    ann = ("N1", "Ann", "gold", 1, None, json.dumps({"tier": "gold"}))
+    again = store.upsert_customers(
+        ["N1"], {CUSTOMER: [ann], TIMELINE_TABLE: [("N1", 1, _event(1, "web"))]}, 0
+    )
+    assert again == Upserted(1, {"customer": 1, "lookup_key": 0, "timeline": 1})
+    assert [e.seq for e in directory.timeline("N1").events] == [1]
     store.close()
 
 
