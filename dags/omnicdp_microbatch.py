@@ -7,12 +7,11 @@ Every five minutes (never two runs at once), two steps run:
    since the last run go to bronze (and quarantine), exactly once, through the checkpointed
    Structured Streaming query.
 2. ``apply_increments`` is ``omnicdp microbatch --once``: the bronze rows the stream added go to
-   silver; the golden record, timeline, 360 and agent context of the customers whose known
-   records they touch are rebuilt and their rows in the serving store replaced, where the
-   agent API reads them; then new records are matched against the resolved customers with the
-   saved model, join one or get a new id, and their customers are rebuilt and served the same
-   way. Killed half-way, the retry runs the same micro-batch again and writes the same
-   rows (``jobs/microbatch.py``).
+   silver; new records are matched against the resolved customers with the saved model and
+   join one or get a new id; the golden record, timeline, 360 and agent context of every
+   customer the rows touch are rebuilt, their rows in the serving store replaced, where the
+   agent API reads them, and then stored in gold. Killed half-way, the retry runs the same
+   micro-batch again and writes the same rows (``jobs/microbatch.py``).
 
 It needs the nightly ``omnicdp_daily`` run to have resolved identities and published once; it
 fails with that explanation otherwise. What an increment cannot decide (a new record linking

@@ -20,12 +20,12 @@ the records and customers those rows touch:
 
 Serving comes before storing because the agent waits for serving only: the five gold commits
 took 9.7-11.9 s of each 1,000-event micro-batch on the benchmark lakehouse (11.7-14.6 s of each
-10,000-event one). Known
-and new records are served together: matching new records first delays the known customers'
-events, but serving those first meant curating and serving the customers new records joined a
-second time, after matching, and a new record's events reached the agent 33-45 s after the
-known customers' ones. The xref is stored last so that until the micro-batch is done its new
-records are new: a run killed before then matches them again on restart, to the same ids.
+10,000-event one). Known and new records are served together: matching new records first
+delays the known customers' events, but serving those first meant curating and serving the
+customers new records joined a second time, after matching, and a new record's events reached
+the agent 33-45 s after the known customers' ones. The xref is stored last so that until the
+micro-batch is done its new records are new: a run killed before then matches them again on
+restart, to the same ids.
 
 ``--once`` (trigger ``availableNow``) processes every bronze row not yet processed and stops,
 for schedulers (the ``omnicdp_microbatch`` DAG runs ``stream --once`` and then this); without
