@@ -33,6 +33,7 @@ from identity.increment import _new_features, _score_new_records, _sharing_a_key
 from identity.linker import open_linker
 from identity.model import PREDICTION_BLOCKING_KEYS
 from identity.predict import LINK_MIN_PROBABILITY
+from jobs import microbatch
 from jobs.catalog import (
     ALL_TABLES,
     GOLD_AGENT_CONTEXT,
@@ -433,6 +434,55 @@ def test_re_attributing_anonymous_events_rewrites_only_the_files_holding_them(
     before = spark.read.format("delta").option("versionAsOf", merge.version - 1).load(path)
     removed = int(merge.operationMetrics["numTargetFilesRemoved"])
     assert 0 < removed < len(before.inputFiles()), (removed, before.inputFiles())
+
+
+@pytest.mark.usefixtures("same_session_env")
+def test_a_publish_between_serving_and_storing_does_not_lose_the_micro_batch(
+    spark: SparkSession,
+    incremented: Incremented,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full ``omnicdp publish`` that runs after a micro-batch served its customers and before
+    it stored them in gold publishes gold without them; the micro-batch serves them again."""
+    settings = copy_nightly(incremented.base, tmp_path)
+    known = (  # a web record's key is its login email
+        read(spark, settings, GOLD_IDENTITY_XREF)
+        .where(F.col("source") == "web")
+        .orderBy("record_id")
+        .first()
+    )
+    customer_id = known.customer_id
+    day = sorted(incremented.base.held.glob("web/*"))[-1].name
+    event_id = str(uuid.uuid4())
+    login = {
+        "event_id": event_id,
+        "ts": f"{day}T12:00:00+09:00",
+        "cookie_id": str(uuid.uuid4()),
+        "login_email": known.record_id.removeprefix("web:"),
+        "site_country": "KR",
+        "event_type": "login",
+        "page": "/account",
+    }
+    landed = settings.landing / "web" / day / f"web_events_{day.replace('-', '')}.jsonl"
+    landed.parent.mkdir(parents=True)
+    landed.write_text(json.dumps(login) + "\n")
+    store = open_store(settings.resolved_serving_url)
+    served_before = store.current().number
+    store_rows = microbatch.store_customer_rows
+
+    def publish_then_store(spark: SparkSession, settings: Settings, *args: object) -> object:
+        publish(spark, settings)
+        return store_rows(spark, settings, *args)
+
+    monkeypatch.setattr(microbatch, "store_customer_rows", publish_then_store)
+    assert cli(settings, "stream", "--once") == 0
+    assert cli(settings, "microbatch", "--once") == 0
+
+    generation = store.current()
+    assert generation.number == served_before + 1  # the publish ran, in between
+    assert f"web:{event_id}" in timeline_ids(generation, customer_id)
+    store.close()
 
 
 def test_deriving_unchanged_history_again_rewrites_no_silver_file(
