@@ -110,6 +110,25 @@ def copy_nightly(base: Lakehouse, workdir: Path) -> Settings:
     )
 
 
+def land_login(base: Lakehouse, settings: Settings, cookie_id: str, email: str) -> str:
+    """Land one web login event, dated the held day, as the day's only web file; its event id."""
+    day = sorted(base.held.glob("web/*"))[-1].name
+    event_id = str(uuid.uuid4())
+    login = {
+        "event_id": event_id,
+        "ts": f"{day}T12:00:00+09:00",
+        "cookie_id": cookie_id,
+        "login_email": email,
+        "site_country": "KR",
+        "event_type": "login",
+        "page": "/account",
+    }
+    landed = settings.landing / "web" / day / f"web_events_{day.replace('-', '')}.jsonl"
+    landed.parent.mkdir(parents=True)
+    landed.write_text(json.dumps(login) + "\n")
+    return event_id
+
+
 def _held_days(base: Lakehouse):
     """copytree's ignore: the held day folders (the fixture's landing has them by now)."""
     held = {day.name for day in base.held.glob("*/*")}
@@ -406,19 +425,7 @@ def test_re_attributing_anonymous_events_rewrites_only_the_files_holding_them(
         .first()
         .cookie_id
     )
-    day = sorted(incremented.base.held.glob("web/*"))[-1].name
-    login = {
-        "event_id": str(uuid.uuid4()),
-        "ts": f"{day}T12:00:00+09:00",
-        "cookie_id": cookie,
-        "login_email": "first.login@example.com",
-        "site_country": "KR",
-        "event_type": "login",
-        "page": "/account",
-    }
-    landed = settings.landing / "web" / day / f"web_events_{day.replace('-', '')}.jsonl"
-    landed.parent.mkdir(parents=True)
-    landed.write_text(json.dumps(login) + "\n")
+    land_login(incremented.base, settings, cookie, "first.login@example.com")
     path = SILVER_INTERACTIONS.path(settings)
     nightly = version(spark, settings, SILVER_INTERACTIONS)
 
@@ -453,20 +460,9 @@ def test_a_publish_between_serving_and_storing_does_not_lose_the_micro_batch(
         .first()
     )
     customer_id = known.customer_id
-    day = sorted(incremented.base.held.glob("web/*"))[-1].name
-    event_id = str(uuid.uuid4())
-    login = {
-        "event_id": event_id,
-        "ts": f"{day}T12:00:00+09:00",
-        "cookie_id": str(uuid.uuid4()),
-        "login_email": known.record_id.removeprefix("web:"),
-        "site_country": "KR",
-        "event_type": "login",
-        "page": "/account",
-    }
-    landed = settings.landing / "web" / day / f"web_events_{day.replace('-', '')}.jsonl"
-    landed.parent.mkdir(parents=True)
-    landed.write_text(json.dumps(login) + "\n")
+    event_id = land_login(
+        incremented.base, settings, str(uuid.uuid4()), known.record_id.removeprefix("web:")
+    )
     store = open_store(settings.resolved_serving_url)
     served_before = store.current().number
     store_rows = microbatch.store_customer_rows
