@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import reduce
 from operator import and_, or_
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -90,9 +90,6 @@ from jobs.catalog import (
 from jobs.settings import Settings
 from schemas.tables import IDENTITY_XREF, conform
 
-_ASSIGNED_SCHEMA = "record_id string, customer_id string, undecided boolean"
-_COUNTS = ("new_records", "joined", "new_customers", "undecided")  # IdentityIncrement's counts
-
 # The keys whose sharers a new record's features count over (``_new_features``): contacts,
 # then the name.
 _CONTACT_KEYS: tuple[tuple[str, ...], ...] = (("email",), ("phone",), ("name_concat",))
@@ -100,6 +97,17 @@ _CONTACT_KEYS: tuple[tuple[str, ...], ...] = (("email",), ("phone",), ("name_con
 
 class NoModelError(RuntimeError):
     """Incremental resolution needs a model and a first batch resolution to match against."""
+
+
+class _Assigned(NamedTuple):
+    """A new record's customer: an existing one it joined (``undecided`` when it links several;
+    the next batch run merges them) or a new one."""
+
+    record_id: str
+    source: str
+    customer_id: str
+    joined: bool
+    undecided: bool
 
 
 @dataclass(frozen=True)
@@ -135,12 +143,9 @@ def resolve_increment(
     known = collect_customer_ids(xref.join(affected, "record_id", "left_semi"))
     new = record_ids.join(xref, "record_id", "left_anti").distinct().localCheckpoint()
     resolved_at = _now()
-    assigned = spark.createDataFrame([], _ASSIGNED_SCHEMA + ", source string")
-    counts = dict.fromkeys(_COUNTS, 0)
-    if not new.isEmpty():
-        assigned = _assign(spark, settings, model, new, xref, resolved_at).localCheckpoint()
-        counts = _counts(assigned, xref)
-    touched = sorted(set(known) | set(collect_customer_ids(assigned)))
+    assigned = [] if new.isEmpty() else _assign(spark, settings, model, new, xref, resolved_at)
+    counts = _counts(assigned)
+    touched = sorted(set(known) | {a.customer_id for a in assigned})
     if not touched:  # anonymous events only
         return IdentityIncrement(customer_ids=[], rows={}, **counts)
     xref_rows = _xref_rows(spark, stored, assigned, touched, resolved_at)
@@ -178,8 +183,8 @@ def _assign(
     new: DataFrame,
     xref: DataFrame,
     resolved_at: datetime,
-) -> DataFrame:
-    """``(record_id, customer_id, undecided, source)`` for the new records (at least one)."""
+) -> list[_Assigned]:
+    """The customer of each new record (at least one), on the driver: a micro-batch's worth."""
     # Holds the resolved records (batch runs write them all, increments add theirs, erasure
     # deletes them), and a scan needs no materializing for Splink. The new records are left
     # out: a replayed micro-batch may have stored their features before it was killed.
@@ -195,15 +200,18 @@ def _assign(
         pairs = _score_new_records(linker, candidates, fresh)
         links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
         # One collect of the micro-batch's new records: hashes for the insert, the guard's
-        # attributes for clustering.
-        own = fresh.select("record_id", _hashed(F.col("record_id")).alias("hash"), "phone", "dob")
+        # attributes for clustering, sources for the xref.
+        own = fresh.select(
+            "record_id", _hashed(F.col("record_id")).alias("hash"), "phone", "dob", "source"
+        )
         rows = own.collect()
         _insert_links(spark, settings, links, sorted(r.hash for r in rows))
         strong = classify_links(links.where(F.col("match_probability") >= settings.match_threshold))
         attributes = {r.record_id: (r.phone, r.dob) for r in rows}
-        assigned = _cluster(spark, settings, strong, attributes, written, xref)
+        customers = _cluster(spark, settings, strong, attributes, written, xref)
     upsert_rows(spark, settings, GOLD_IDENTITY_FEATURES, fresh, "record_id")
-    return assigned.join(fresh.select("record_id", "source"), "record_id")
+    source = {r.record_id: r.source for r in rows}
+    return [_Assigned(record, source[record], *customer) for record, *customer in customers]
 
 
 def _new_features(
@@ -377,9 +385,9 @@ def _cluster(
     new: dict[str, tuple[Any, Any]],
     features: DataFrame,
     xref: DataFrame,
-) -> DataFrame:
+) -> list[tuple[str, str, bool, bool]]:
     """Group the new records (``new``: record id -> phone, dob) with the guard, each linked
-    customer as one group (module doc)."""
+    customer as one group (module doc); ``_ids_for_groups`` says what comes back."""
     rows = list(strong.toLocalIterator())
     # A join, not the linked ids as literals: a record id can hold an email.
     linked = strong.select(F.col("record_id_l").alias("record_id")).union(
@@ -431,8 +439,9 @@ def _ids_for_groups(
     new_ids: set[str],
     customer_of: dict[str, str],
     sizes: dict[str, int],
-) -> DataFrame:
-    """``record_id, customer_id, undecided`` for the new records of each group."""
+) -> list[tuple[str, str, bool, bool]]:
+    """``record_id, customer_id, joined, undecided`` for the new records of each group:
+    ``joined`` when the group links to a resolved customer (``undecided`` when to several)."""
     customers_in: dict[str, set[str]] = {}
     for record, root in groups.items():
         if record in customer_of:
@@ -444,16 +453,15 @@ def _ids_for_groups(
         linked = customers_in.get(root, set())
         if linked:
             survivor = min(linked, key=lambda c: (-sizes[c], c))
-            rows.append((record, survivor, len(linked) > 1))
+            rows.append((record, survivor, True, len(linked) > 1))
         else:
             fresh_groups.setdefault(root, record)  # records are sorted: the group's smallest
-            rows.append((record, None, False))
+            rows.append((record, None, False, False))
     keys = _new_customer_ids(spark, settings, sorted(set(fresh_groups.values())))
-    assigned = [
-        (record, customer or keys[fresh_groups[groups.get(record, record)]], undecided)
-        for record, customer, undecided in rows
+    return [
+        (record, customer or keys[fresh_groups[groups.get(record, record)]], joined, undecided)
+        for record, customer, joined, undecided in rows
     ]
-    return spark.createDataFrame(assigned, _ASSIGNED_SCHEMA)
 
 
 def _new_customer_ids(spark: SparkSession, settings: Settings, keys: list[str]) -> dict[str, str]:
@@ -477,7 +485,7 @@ def _new_customer_ids(spark: SparkSession, settings: Settings, keys: list[str]) 
 def _xref_rows(
     spark: SparkSession,
     stored: DataFrame,
-    assigned: DataFrame,
+    assigned: list[_Assigned],
     touched: list[str],
     resolved_at: datetime,
 ) -> DataFrame:
@@ -487,12 +495,10 @@ def _xref_rows(
     kept = stored.join(customer_id_frame(spark, touched), "customer_id", "left_semi").select(
         "record_id", "source", "customer_id", "resolved_at"
     )
-    added = assigned.select(
-        "record_id",
-        "source",
-        "customer_id",
-        F.lit(resolved_at).cast("timestamp").alias("resolved_at"),
-    )
+    added = spark.createDataFrame(
+        [(a.record_id, a.source, a.customer_id) for a in assigned],
+        "record_id string, source string, customer_id string",
+    ).withColumn("resolved_at", F.lit(resolved_at).cast("timestamp"))
     rows = kept.unionByName(added)
     sized = rows.withColumn(
         "cluster_size", F.count(F.lit(1)).over(Window.partitionBy("customer_id")).cast("long")
@@ -517,19 +523,11 @@ def _profiles(
     return profiles.localCheckpoint()
 
 
-def _counts(assigned: DataFrame, xref_before: DataFrame) -> dict[str, int]:
+def _counts(assigned: list[_Assigned]) -> dict[str, int]:
     """New records, how many joined an existing customer or were undecided, new customers."""
-    existing = xref_before.select("customer_id").distinct().withColumn("_existing", F.lit(True))
-    row = (
-        assigned.join(existing, "customer_id", "left")
-        .agg(
-            F.count(F.lit(1)).alias("new_records"),
-            F.sum(F.col("_existing").isNotNull().cast("int")).alias("joined"),
-            F.countDistinct(F.when(F.col("_existing").isNull(), F.col("customer_id"))).alias(
-                "new_customers"
-            ),
-            F.sum(F.col("undecided").cast("int")).alias("undecided"),
-        )
-        .first()
-    )
-    return {k: int(row[k] or 0) for k in _COUNTS}
+    return {
+        "new_records": len(assigned),
+        "joined": sum(a.joined for a in assigned),
+        "new_customers": len({a.customer_id for a in assigned if not a.joined}),
+        "undecided": sum(a.undecided for a in assigned),
+    }
