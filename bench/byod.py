@@ -38,14 +38,15 @@ from pyspark.sql import functions as F
 
 from identity.byod import ResolveFileRequest, resolve_file
 from identity.evaluate import read_truth, score_assignment
-from identity.storage import read_table
-from jobs.catalog import SILVER_CUSTOMER_RECORDS
 from jobs.ingest import ingest_batch
-from jobs.settings import Settings
+from jobs.lakehouse.delta import read_table
+from jobs.lakehouse.session import get_spark
 from jobs.simulate import simulate
-from jobs.spark import get_spark
-from jobs.standardize import DATE_PATTERNS, standardize
+from jobs.standardize import standardize
+from jobs.values import DATE_PATTERNS
+from schemas.catalog import SILVER_CUSTOMER_RECORDS
 from schemas.imported import FIELDS
+from schemas.settings import Settings
 
 RECORDS = 10_000
 PEOPLE = 4_300  # about 2.4 records each: enough to draw RECORDS from

@@ -81,8 +81,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from identity.storage import apply_table_properties, table_exists
-from jobs.catalog import (
+from jobs.lakehouse.delta import apply_table_properties, table_exists
+from jobs.lakehouse.session import get_spark
+from schemas.catalog import (
     ALL_TABLES,
     BRONZE_TABLES,
     GOLD_CUSTOMER_PROFILE,
@@ -90,8 +91,7 @@ from jobs.catalog import (
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
 )
-from jobs.settings import Settings
-from jobs.spark import get_spark
+from schemas.settings import Settings
 
 PEOPLE = int(os.environ.get("OMNICDP_BENCH_FRESHNESS_PEOPLE", "100000"))
 TRAIN_PEOPLE = 10_000  # the model's training population (its own seed); at most PEOPLE

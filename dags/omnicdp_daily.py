@@ -64,7 +64,8 @@ import pendulum
 from airflow.sdk import TriggerRule, chain, dag, task
 
 from jobs import orchestration as steps
-from jobs.orchestration import CURATED_TABLES, IDENTITY_TABLES, SEGMENT_TABLES, spark_step
+from jobs.orchestration import spark_step
+from schemas.catalog import Stage
 
 # The steps in order (task ids); the run report reads their summaries.
 STEPS = (
@@ -103,10 +104,10 @@ def omnicdp_daily() -> None:
         spark_step("standardize"),
         spark_step("gate_silver"),
         spark_step("resolve_identities"),
-        spark_step("gate_gold", outlets=steps.assets(IDENTITY_TABLES)),
+        spark_step("gate_gold", outlets=steps.assets(Stage.IDENTITY)),
         spark_step("curate"),
         spark_step("build_segments"),
-        spark_step("gate_curated", outlets=steps.assets((*CURATED_TABLES, *SEGMENT_TABLES))),
+        spark_step("gate_curated", outlets=steps.assets(Stage.CURATED, Stage.SEGMENTS)),
         spark_step("publish"),
         run_report(),
     )

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from great_expectations.core import (

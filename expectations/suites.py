@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from expectations.gate import Gate
-from jobs.catalog import (
+from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
@@ -44,10 +44,9 @@ from jobs.catalog import (
     Table,
     bronze_table,
 )
-from jobs.curate import CONSENT_PURPOSES
-from jobs.ingest import METADATA_COLUMNS
-from jobs.settings import Settings
-from schemas.sources import SOURCES, SourceSpec
+from schemas.consent import CONSENT_PURPOSES
+from schemas.settings import Settings
+from schemas.sources import METADATA_COLUMNS, SOURCES, SourceSpec
 from schemas.tables import (
     CONSENT_ATTRIBUTES,
     CUSTOMER_PROFILE,

@@ -25,7 +25,7 @@ from great_expectations.data_context.types.base import DataContextConfig, Progre
 from pyspark.sql import DataFrame
 
 from expectations.suites import Suite
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 0}
 DATASOURCE = "omnicdp"

@@ -13,7 +13,7 @@ through in the pipeline, so it is resolved by the same rules:
    (:mod:`jobs.standardize`): names cleaned ("Family, Given" turned round), emails
    lower-cased and checked, phones parsed into
    E.164 (a number without a country code in the ``phone_region``), dates of birth read with
-   the patterns of ``jobs.standardize.DATE_PATTERNS`` in that order, an address given in one field
+   the patterns of ``jobs.values.DATE_PATTERNS`` in that order, an address given in one field
    ("12 Main Street") abbreviated as silver's are. Empty strings are missing values; an
    unmapped field is missing everywhere, and every comparison of the model has a null level,
    so missing is "no evidence", never a disagreement.
@@ -63,8 +63,7 @@ from identity.linker import open_linker
 from identity.predict import predict_pairs
 from identity.stable_ids import PreviousIds, assign_ids
 from identity.train import Progress, fit_model
-from jobs.settings import Settings
-from jobs.standardize import (
+from jobs.values import (
     blank_to_null,
     clean_address,
     clean_email,
@@ -74,6 +73,7 @@ from jobs.standardize import (
     parse_date,
 )
 from schemas.imported import FIELD_COLUMNS, FIELDS, IMPORTED_SOURCE
+from schemas.settings import Settings
 from schemas.tables import CUSTOMER_RECORDS, conform
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from identity.storage import read_table, table_exists
-from jobs.catalog import GOLD_IDENTITY_LINKS, GOLD_IDENTITY_XREF
-from jobs.charts import line_chart, write_html_page
-from jobs.settings import Settings
+from jobs.lakehouse.charts import line_chart, write_html_page
+from jobs.lakehouse.delta import read_table, table_exists
+from schemas.catalog import GOLD_IDENTITY_LINKS, GOLD_IDENTITY_XREF
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,14 @@ from identity.artifact import SavedModel, load_model
 from identity.features import load_features
 from identity.linker import open_linker
 from identity.stable_ids import retired_ids
-from identity.storage import read_table, table_exists
-from jobs.catalog import (
+from jobs.lakehouse.delta import read_table, table_exists
+from schemas.catalog import (
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     SILVER_CUSTOMER_RECORDS,
 )
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 # Links of one customer shown by ``why``: enough to see every edge of any sane cluster.
 MAX_LINKS_SHOWN = 200

@@ -22,10 +22,10 @@ from identity.names import (
     standard_family,
     structured_names,
 )
-from identity.storage import read_table
-from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS
-from jobs.settings import Settings
+from jobs.lakehouse.delta import read_table
+from schemas.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS
 from schemas.imported import IMPORTED_SOURCE
+from schemas.settings import Settings
 
 # Sources whose first/last name columns come from separate form fields: web and app forms, and
 # a user's own customer table (identity.byod), whose first and last name columns are too.

@@ -70,15 +70,15 @@ from identity.model import ARRAY_BLOCKING_COLUMNS, PREDICTION_BLOCKING_KEYS
 from identity.predict import LINK_MIN_PROBABILITY, links_table
 from identity.profile import profile_table
 from identity.stable_ids import new_id, previous_ids
-from identity.storage import (
+from identity.survivorship import load_survivorship_rules
+from jobs.lakehouse.delta import (
     collect_customer_ids,
     customer_id_frame,
     read_table,
     table_exists,
     upsert_rows,
 )
-from identity.survivorship import load_survivorship_rules
-from jobs.catalog import (
+from schemas.catalog import (
     GOLD_CUSTOMER_PROFILE,
     GOLD_IDENTITY_FEATURES,
     GOLD_IDENTITY_LINKS,
@@ -87,7 +87,7 @@ from jobs.catalog import (
     SILVER_INTERACTIONS,
     Table,
 )
-from jobs.settings import Settings
+from schemas.settings import Settings
 from schemas.tables import IDENTITY_XREF, conform
 
 # The keys whose sharers a new record's features count over (``_new_features``): contacts,

@@ -5,11 +5,12 @@ comparison vectors, predictions, clustering iterations) to break Spark's query l
 to be a real break: with ``persist`` the cached data is reused but the logical plan keeps
 growing through the iterations of connected components until the analyzer overflows its stack.
 So intermediates are written as Parquet (``break_lineage_method="parquet"``), into a scratch
-folder of this run under the Spark checkpoint directory that ``jobs.spark.get_spark`` sets up,
-and the folder is deleted when the linker is closed, also when a step fails. The input features
-are written there first too: their plan (joins, aggregates, windows) is deep, and Splink
-refers to its input in every branch of its blocking and training queries, so handing it the
-plan instead of the data makes Spark re-plan it dozens of times (minutes, even on 50 rows).
+folder of this run under the Spark checkpoint directory that
+``jobs.lakehouse.session.get_spark`` sets up, and the folder is deleted when the linker is
+closed, also when a step fails. The input features are written there first too: their plan
+(joins, aggregates, windows) is deep, and Splink refers to its input in every branch of its
+blocking and training queries, so handing it the plan instead of the data makes Spark re-plan it
+dozens of times (minutes, even on 50 rows).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from splink import Linker, SettingsCreator, SparkAPI
 
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 
 class _ScratchSparkAPI(SparkAPI):
@@ -39,7 +40,9 @@ class _ScratchSparkAPI(SparkAPI):
 def _scratch_dir(spark: SparkSession) -> str:
     checkpoint_dir = spark.sparkContext._jsc.sc().getCheckpointDir()
     if checkpoint_dir.isEmpty():
-        raise RuntimeError("the SparkSession has no checkpoint directory; use jobs.spark.get_spark")
+        raise RuntimeError(
+            "the SparkSession has no checkpoint directory; use jobs.lakehouse.session.get_spark"
+        )
     return f"{checkpoint_dir.get().rstrip('/')}/splink-{uuid.uuid4().hex}"
 
 

@@ -28,17 +28,17 @@ from identity.linker import open_linker
 from identity.predict import links_table, predict_pairs
 from identity.profile import profile_table
 from identity.stable_ids import previous_ids, write_ids
-from identity.storage import overwrite_table, read_table
 from identity.survivorship import load_survivorship_rules
 from identity.train import train_model
-from jobs.catalog import (
+from jobs.lakehouse.delta import overwrite_table, read_table
+from schemas.catalog import (
     GOLD_CUSTOMER_PROFILE,
     GOLD_IDENTITY_FEATURES,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     SILVER_CUSTOMER_RECORDS,
 )
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

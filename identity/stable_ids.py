@@ -38,9 +38,9 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from identity.storage import latest_version, overwrite_table, read_table, table_exists
-from jobs.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
-from jobs.settings import Settings
+from jobs.lakehouse.delta import latest_version, overwrite_table, read_table, table_exists
+from schemas.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
+from schemas.settings import Settings
 from schemas.tables import CUSTOMER_ID_HISTORY, IDENTITY_XREF, conform
 
 # How many merge hops ``retired_ids`` follows; a longer chain means an id was merged again in

@@ -40,7 +40,7 @@ from identity.model import (
     settings_creator,
 )
 from identity.u_sampling import with_sampled_u
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 console = Console(stderr=True)
 out = Console()
@@ -36,7 +36,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _spark(settings: Settings) -> Any:
-    from jobs.spark import get_spark
+    from jobs.lakehouse.session import get_spark
 
     with console.status("starting Spark"):
         return get_spark(settings)
@@ -51,7 +51,7 @@ def _progress(message: str) -> None:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """Fetch and cache the Delta jars, so later runs work offline."""
-    from jobs.spark import ensure_delta_jars
+    from jobs.lakehouse.session import ensure_delta_jars
 
     settings = _settings(args)
     jars = ensure_delta_jars(settings.jars_dir)

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
@@ -73,8 +73,9 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
-from identity.storage import customer_id_frame, overwrite_table
-from jobs.catalog import (
+from jobs.lakehouse.charts import line_chart, write_html_page
+from jobs.lakehouse.delta import customer_id_frame, overwrite_table
+from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
@@ -84,8 +85,8 @@ from jobs.catalog import (
     SILVER_INTERACTIONS,
     Table,
 )
-from jobs.charts import line_chart, write_html_page
-from jobs.settings import Settings
+from schemas.consent import CONSENT_PURPOSES
+from schemas.settings import Settings
 from schemas.tables import (
     AGENT_CONTEXT,
     CUSTOMER_360,
@@ -96,8 +97,6 @@ from schemas.tables import (
 
 log = logging.getLogger(__name__)
 
-ConsentPurpose = Literal["email", "sms", "push", "ads"]
-CONSENT_PURPOSES: tuple[str, ...] = get_args(ConsentPurpose)
 _MONEY = "decimal(14,2)"
 _DAY_SECONDS = 86400
 
@@ -237,7 +236,7 @@ class CurateSummary:
 @dataclass(frozen=True)
 class CustomerTables:
     """What ``curate_customers`` built: the reference time and, per table, the customers' rows,
-    computed and not stored yet (``identity.storage.store_customer_rows`` stores them)."""
+    computed and not stored yet (``jobs.lakehouse.delta.store_customer_rows`` stores them)."""
 
     as_of: datetime
     rows: dict[Table, DataFrame]
@@ -288,7 +287,7 @@ def curate_customers(
 
     The micro-batch path (``jobs.microbatch``) calls this for the few customers a micro-batch
     touched; rebuilding every customer's rows for them would cost a full ``curate``.
-    ``customer_ids`` are on the driver (see :func:`identity.storage.collect_customer_ids`;
+    ``customer_ids`` are on the driver (see :func:`jobs.lakehouse.delta.collect_customer_ids`;
     duplicates are fine, at least one). ``identity`` holds their gold.identity_xref and
     gold.customer_profile rows as the micro-batch computed them
     (:func:`identity.increment.resolve_increment`), which may be newer than the tables: the

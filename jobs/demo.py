@@ -17,14 +17,14 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from jobs.catalog import ALL_TABLES
 from jobs.curate import curate
 from jobs.ingest import IngestSummary, ingest_batch
 from jobs.publish import publish
 from jobs.segments import build_segments
-from jobs.settings import Settings
 from jobs.simulate import simulate
 from jobs.standardize import StandardizeSummary, standardize
+from schemas.catalog import ALL_TABLES
+from schemas.settings import Settings
 
 Progress = Callable[[str], None]
 

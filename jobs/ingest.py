@@ -28,14 +28,13 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.catalog import INGESTED_FILES, QUARANTINE_ROWS
-from jobs.catalog import bronze_table as bronze_table_for
-from jobs.settings import Settings
-from schemas.sources import SOURCES, FileFormat, SourceSpec
+from schemas.catalog import INGESTED_FILES, QUARANTINE_ROWS
+from schemas.catalog import bronze_table as bronze_table_for
+from schemas.settings import Settings
+from schemas.sources import METADATA_COLUMNS, SOURCES, FileFormat, SourceSpec
 
 log = logging.getLogger(__name__)
 
-METADATA_COLUMNS = ("source_file", "line_no", "landing_date", "batch_id", "ingested_at", "_raw")
 _CSV_FIELD_SPLIT = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'  # commas outside double quotes
 _CORRUPT = "_corrupt_record"
 _MAX_CSV_FIELDS = 64  # a line with more fields than this is rejected by the field count anyway

@@ -14,7 +14,7 @@ the records and customers those rows touch:
 4. replaces their rows in the serving store's current generation, where the agent API reads
    them (:func:`jobs.publish.publish_customers`), from the rows computed at steps 2 and 3;
 5. stores those rows in gold, one commit per table, gold.identity_xref last
-   (:func:`identity.storage.store_customer_rows`), and serves them again if a full
+   (:func:`jobs.lakehouse.delta.store_customer_rows`), and serves them again if a full
    ``omnicdp publish`` switched the store to a new generation since step 4: that publish may
    have read gold before step 5.
 
@@ -62,11 +62,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from identity.increment import IdentityIncrement, resolve_increment
-from identity.storage import latest_version, store_customer_rows, table_exists
-from jobs.catalog import MICROBATCH_CHECKPOINT, bronze_table
 from jobs.curate import curate_customers
+from jobs.lakehouse.delta import latest_version, store_customer_rows, table_exists
 from jobs.publish import CustomersPublishSummary, publish_customers
-from jobs.settings import Settings
 from jobs.standardize import (
     SilverIncrement,
     standardize_increment,
@@ -74,6 +72,8 @@ from jobs.standardize import (
     touched_keys,
 )
 from jobs.stream import STREAM_SOURCES, MicroBatches, Progress, run_until_done
+from schemas.catalog import MICROBATCH_CHECKPOINT, bronze_table
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

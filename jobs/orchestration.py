@@ -41,19 +41,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, ExceptionRetryPolicy, RetryAction, RetryRule, task
 
 from expectations.gate import Gate, GateFailed
-from jobs.catalog import (
-    GOLD_AGENT_CONTEXT,
-    GOLD_CUSTOMER_360,
-    GOLD_CUSTOMER_PROFILE,
-    GOLD_CUSTOMER_TIMELINE,
-    GOLD_IDENTITY_LINKS,
-    GOLD_IDENTITY_XREF,
-    GOLD_JOURNEY_METRICS,
-    GOLD_SEGMENT_MEMBERSHIP,
-    Table,
-)
 from jobs.run_report import RunIncomplete, file_safe
-from jobs.settings import Settings
+from schemas.catalog import Stage, Table, stage_tables
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -64,16 +54,6 @@ log = logging.getLogger(__name__)
 
 OWNER = "omnicdp-data-engineering"
 TAGS = ["omnicdp"]
-
-# Tables each step replaces; the DAGs publish them as assets once they may be read.
-IDENTITY_TABLES = (GOLD_IDENTITY_LINKS, GOLD_IDENTITY_XREF, GOLD_CUSTOMER_PROFILE)
-CURATED_TABLES = (
-    GOLD_CUSTOMER_TIMELINE,
-    GOLD_CUSTOMER_360,
-    GOLD_AGENT_CONTEXT,
-    GOLD_JOURNEY_METRICS,
-)
-SEGMENT_TABLES = (GOLD_SEGMENT_MEMBERSHIP,)
 
 # Retries cover what goes away by itself (a lost executor, a full disk being cleaned); a quality
 # gate that fails will fail again on the same data, so it fails at once and says why, and so
@@ -136,9 +116,11 @@ def table_asset(table: Table, settings: Settings) -> Asset:
     return Asset(name=table.qualified_name, uri=uri, extra={"description": table.description})
 
 
-def assets(tables: tuple[Table, ...]) -> list[Asset]:
+def assets(*stages: Stage) -> list[Asset]:
+    """The tables the ``stages`` write (catalog stage groups), as the Airflow assets a DAG
+    publishes once a gate has passed them."""
     settings = Settings()
-    return [table_asset(t, settings) for t in tables]
+    return [table_asset(t, settings) for stage in stages for t in stage_tables(stage)]
 
 
 def _jsonable(summary: Any) -> dict[str, Any]:
@@ -147,7 +129,7 @@ def _jsonable(summary: Any) -> dict[str, Any]:
 
 
 def _spark_and_settings() -> tuple[SparkSession, Settings]:
-    from jobs.spark import get_spark
+    from jobs.lakehouse.session import get_spark
 
     settings = Settings()
     return get_spark(settings), settings

@@ -20,7 +20,7 @@ DAG) then works through the pending requests:
 3. **Close** the request with the rows deleted per table and the time.
 
 A Delta delete on a table with deletion vectors (the per-customer gold tables,
-:class:`jobs.catalog.Table`) only marks the rows deleted; the data files holding them stay in
+:class:`schemas.catalog.Table`) only marks the rows deleted; the data files holding them stay in
 the table. So each of those tables is purged (``REORG TABLE ... APPLY (PURGE)``) right after
 its delete: the files are rewritten without the rows, and the old ones leave the table, for the
 vacuum to remove.
@@ -56,8 +56,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from identity.stable_ids import retired_ids
-from identity.storage import merge_commit_metric, read_table, table_exists
-from jobs.catalog import (
+from jobs.lakehouse.delta import merge_commit_metric, read_table, table_exists
+from jobs.standardize import record_key
+from schemas.catalog import (
     ALL_TABLES,
     BRONZE_TABLES,
     ERASURE_REQUESTS,
@@ -75,8 +76,8 @@ from jobs.catalog import (
     SILVER_INTERACTIONS,
     Table,
 )
-from jobs.settings import Settings
-from jobs.standardize import normalize_email, normalize_phone, record_key
+from schemas.identifiers import normalize_email, normalize_phone
+from schemas.settings import Settings
 from schemas.sources import SOURCES, SourceSpec
 from schemas.tables import ERASURE_REQUEST
 from serving.store import open_store

@@ -39,8 +39,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from identity.stable_ids import retired_ids
-from identity.storage import customer_id_frame
-from jobs.catalog import (
+from jobs.lakehouse.delta import customer_id_frame
+from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_CUSTOMER_PROFILE,
@@ -50,7 +50,7 @@ from jobs.catalog import (
     SILVER_CUSTOMER_RECORDS,
     Table,
 )
-from jobs.settings import Settings
+from schemas.settings import Settings
 from schemas.tables import AGENT_CONTEXT, CUSTOMER_PROFILE, CUSTOMER_TIMELINE
 from serving.customers import LookupKind
 from serving.store import (

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 Summary = dict[str, Any] | None
 

@@ -52,21 +52,20 @@ from pydantic import (
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.catalog import (
+from jobs.curate import (
+    RuleError,
+    checked_predicate,
+    describe_validation_error,
+)
+from schemas.catalog import (
     GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_TIMELINE,
     GOLD_SEGMENT_MEMBERSHIP,
     Table,
 )
-from jobs.curate import (
-    CONSENT_PURPOSES,
-    ConsentPurpose,
-    RuleError,
-    checked_predicate,
-    describe_validation_error,
-)
-from jobs.settings import Settings
+from schemas.consent import CONSENT_PURPOSES, ConsentPurpose
+from schemas.settings import Settings
 from schemas.tables import SEGMENT_MEMBERSHIP, conform
 
 ExportFormat = Literal["csv", "parquet"]

@@ -23,20 +23,30 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from functools import reduce
 from operator import and_
 
-import pandas as pd
-import phonenumbers
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StringType, StructField, StructType
+from pyspark.sql.types import LongType, StructField, StructType
 
-from identity.storage import latest_version, upsert_rows
-from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
-from jobs.settings import Settings
+from jobs.lakehouse.delta import latest_version, upsert_rows
+from jobs.values import (
+    blank_to_null,
+    clean_address,
+    clean_email,
+    clean_name,
+    clean_postcode,
+    e164,
+    first_token,
+    last_token,
+    parse_bool,
+    parse_date,
+    to_utc,
+)
+from schemas.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
+from schemas.settings import Settings
 from schemas.sources import APP, CALL_CENTER, POS, SOCIAL, WEB
 from schemas.tables import CUSTOMER_RECORDS, INTERACTIONS, conform
 
@@ -48,26 +58,8 @@ _BRONZE_VERSIONS = "bronze_versions"
 # batch write keeps each group's events in one file (``_laid_out_for_stitching``).
 _STITCH_GROUP = "_stitch_group"
 
-COUNTRY_TIMEZONES = {"KR": "Asia/Seoul", "US": "America/New_York"}
-FALLBACK_PHONE_REGIONS = ("KR", "US")  # for sources that do not say where the customer is
-# Spark date patterns ``parse_date`` tries, in this order: ISO first (what forms and exports
-# write), then compact ISO, then day first. A slashed date is read day/month/year, never
-# month/day/year: "03/04/1985" is 3 April (the patterns cannot tell, so one rule is fixed).
-DATE_PATTERNS = ("yyyy-MM-dd", "yyyyMMdd", "dd/MM/yyyy")
-_EMAIL_SHAPE = r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
 _EMAIL_IN_TEXT = r"([A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
 _PHONE_IN_TEXT = r"(\+?\d[\d\s().-]{7,}\d)"
-_ADDRESS_WORDS = {
-    r"\bstreet\b": "st",
-    r"\bavenue\b": "ave",
-    r"\broad\b": "rd",
-    r"\bboulevard\b": "blvd",
-    r"\bdrive\b": "dr",
-    r"\blane\b": "ln",
-    r"\bapartment\b": "apt",
-    r"\bsuite\b": "ste",
-    r"#\s*": "apt ",
-}
 
 
 @dataclass
@@ -301,127 +293,6 @@ def _overwrite(df: DataFrame, path: str, metadata: str) -> None:
 def _counts_by_source(spark: SparkSession, path: str) -> dict[str, int]:
     rows = spark.read.format("delta").load(path).groupBy("source").count().collect()
     return {r.source: r["count"] for r in rows}
-
-
-# --- value standardization -------------------------------------------------------------------
-
-
-def blank_to_null(col: Column | str) -> Column:
-    """Trimmed value, or null when nothing is left (sources send '' for missing)."""
-    value = F.trim(F.col(col) if isinstance(col, str) else col)
-    return F.when(value != "", value)
-
-
-def clean_name(col: Column | str) -> Column:
-    """Lower-case letters, spaces, hyphens and apostrophes only; emoji and digits dropped."""
-    value = F.lower(blank_to_null(col))
-    value = F.regexp_replace(value, r"[^\p{L}\s'-]", " ")
-    return blank_to_null(F.regexp_replace(value, r"\s+", " "))
-
-
-def first_token(col: Column) -> Column:
-    return F.element_at(F.split(col, " "), 1)
-
-
-def last_token(col: Column) -> Column:
-    tokens = F.split(col, " ")
-    return F.when(F.size(tokens) > 1, F.element_at(tokens, -1))
-
-
-def clean_email(col: Column | str) -> Column:
-    """Lower-cased, trimmed email, or null when it does not look like one."""
-    value = F.lower(blank_to_null(col))
-    return F.when(value.rlike(_EMAIL_SHAPE), value)
-
-
-def clean_address(col: Column | str) -> Column:
-    """Lower-case address with common street words abbreviated, punctuation dropped."""
-    value = F.lower(blank_to_null(col))
-    for pattern, replacement in _ADDRESS_WORDS.items():
-        value = F.regexp_replace(value, pattern, replacement)
-    value = F.regexp_replace(value, r"[.,]", " ")
-    return blank_to_null(F.regexp_replace(value, r"\s+", " "))
-
-
-def clean_postcode(col: Column | str) -> Column:
-    return blank_to_null(
-        F.upper(F.regexp_replace(F.col(col) if isinstance(col, str) else col, r"\s", ""))
-    )
-
-
-def parse_date(col: Column | str) -> Column:
-    """Dates in the formats sources use (``DATE_PATTERNS``, first that parses wins);
-    impossible birth dates become null."""
-    value = blank_to_null(col)
-    parsed = F.coalesce(*[F.try_to_date(value, fmt) for fmt in DATE_PATTERNS])
-    return F.when((parsed >= F.lit("1900-01-01")) & (parsed <= F.current_date()), parsed)
-
-
-def parse_bool(col: Column | str) -> Column:
-    value = F.lower(blank_to_null(col))
-    return F.when(value.isin("true", "yes", "y", "1"), F.lit(True)).when(
-        value.isin("false", "no", "n", "0"), F.lit(False)
-    )
-
-
-def to_utc(ts: Column | str, country: Column | str | None = None) -> Column:
-    """ISO timestamps carry their offset; store-local ones get their country's time zone."""
-    value = F.try_to_timestamp(blank_to_null(ts))
-    if country is None:
-        return value
-    zone = F.create_map(*[F.lit(x) for kv in COUNTRY_TIMEZONES.items() for x in kv])[
-        F.upper(F.col(country) if isinstance(country, str) else country)
-    ]
-    has_offset = F.col(ts).rlike(r"(Z|[+-]\d{2}:?\d{2})$") if isinstance(ts, str) else F.lit(True)
-    return F.when(has_offset | zone.isNull(), value).otherwise(F.to_utc_timestamp(value, zone))
-
-
-@F.pandas_udf(StringType())
-def e164(phone: pd.Series, country: pd.Series) -> pd.Series:
-    """Parse a phone as typed into E.164 with the ``phonenumbers`` library; invalid -> null."""
-    return pd.Series([_to_e164(p, c) for p, c in zip(phone, country, strict=True)], dtype="object")
-
-
-def _to_e164(raw: str | None, country: str | None) -> str | None:
-    if raw is None or not raw.strip():
-        return None
-    regions = (country.upper(),) if country else FALLBACK_PHONE_REGIONS
-    for region in regions:
-        try:
-            number = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return None
-
-
-# --- plain-Python twins, for single values typed at lookup time (serving API, MCP tools) -----
-# They apply the same rules as the Spark expressions above, so a lookup key matches silver.
-
-
-def strip_blank(raw: str | None) -> str | None:
-    """Twin of ``blank_to_null``: Spark's ``trim`` strips spaces only, so this does too."""
-    value = raw.strip(" ") if raw is not None else None
-    return value or None
-
-
-def normalize_email(raw: str | None) -> str | None:
-    """Twin of ``clean_email``: lower-cased and trimmed, or None when it does not look like one."""
-    value = strip_blank(raw)
-    value = value.lower() if value is not None else None
-    return value if value is not None and re.search(_EMAIL_SHAPE, value) else None
-
-
-def normalize_phone(raw: str | None, country: str | None = None) -> str | None:
-    """Twin of ``e164``: the same parse, region fallbacks and validity check, for one value."""
-    return _to_e164(raw, country)
-
-
-def normalize_handle(raw: str | None) -> str | None:
-    """Twin of the social record key: trimmed, leading '@' dropped, lower-cased."""
-    value = strip_blank(raw)
-    return re.sub("^@", "", value).lower() if value is not None else None
 
 
 def latest(col: Column | str, ts: str = "_ts") -> Column:

@@ -52,7 +52,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from jobs.catalog import STREAM_EVENTS_CHECKPOINT
 from jobs.ingest import (
     IdempotentWrite,
     SourceReport,
@@ -63,7 +62,8 @@ from jobs.ingest import (
     number_lines,
     text_with_file,
 )
-from jobs.settings import Settings
+from schemas.catalog import STREAM_EVENTS_CHECKPOINT
+from schemas.settings import Settings
 from schemas.sources import SOURCES
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from airflow.sdk.log import mask_secret
 
 from expectations.gate import GateFailed, GateResult
 from jobs.orchestration import step_outcome_path
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -59,7 +59,7 @@ class SparkStepOperator(SparkSubmitOperator):
         self.step = step
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from jobs.spark import spark_jars
+        from jobs.lakehouse.session import spark_jars
 
         settings = Settings()
         self.jars = ",".join(spark_jars(settings))

@@ -39,6 +39,11 @@ def _leaves(names: str) -> Layout:
     return dict.fromkeys(names.split())
 
 
+# The columns ingest adds to every bronze row, after the source's own fields: where the row came
+# from (file, line, landing date), which run took it and when, and the raw line itself.
+METADATA_COLUMNS = ("source_file", "line_no", "landing_date", "batch_id", "ingested_at", "_raw")
+
+
 class FileFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"

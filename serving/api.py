@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobs.settings import Settings
+from schemas.settings import Settings
 from serving.customers import CustomerDirectory, LookupKind
 from serving.keys import (
     CUSTOMER_READERS,

@@ -15,7 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from jobs.standardize import normalize_email, normalize_handle, normalize_phone, strip_blank
+from schemas.identifiers import normalize_email, normalize_handle, normalize_phone, strip_blank
 from serving.models import (
     AgentContext,
     CustomerProfile,

@@ -17,7 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from jobs.settings import Settings
+from schemas.settings import Settings
 from serving.customers import CustomerDirectory, LookupKind
 from serving.keys import CUSTOMER_READERS, Authenticator, RateLimiter, authorize
 from serving.models import AgentContext, LookupResult, Timeline

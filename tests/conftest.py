@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.settings import Settings
-from jobs.spark import get_spark
+from jobs.lakehouse.session import get_spark
+from schemas.settings import Settings
 
 # pytest-xdist runs tests in workers whose ``__main__`` has neither ``__spec__`` nor ``__file__``.
 # PySpark takes that for a doctest run and exits the process (``sys.exit(0)``) when

@@ -28,17 +28,6 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from identity.storage import overwrite_table, replace_customer_rows, store_customer_rows
-from jobs.catalog import (
-    GOLD_AGENT_CONTEXT,
-    GOLD_CUSTOMER_360,
-    GOLD_CUSTOMER_PROFILE,
-    GOLD_CUSTOMER_TIMELINE,
-    GOLD_IDENTITY_XREF,
-    GOLD_JOURNEY_METRICS,
-    SILVER_INTERACTIONS,
-    Table,
-)
 from jobs.curate import (
     ActionRule,
     CurateSummary,
@@ -48,7 +37,18 @@ from jobs.curate import (
     load_rules,
     next_best_action,
 )
-from jobs.settings import Settings
+from jobs.lakehouse.delta import overwrite_table, replace_customer_rows, store_customer_rows
+from schemas.catalog import (
+    GOLD_AGENT_CONTEXT,
+    GOLD_CUSTOMER_360,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_IDENTITY_XREF,
+    GOLD_JOURNEY_METRICS,
+    SILVER_INTERACTIONS,
+    Table,
+)
+from schemas.settings import Settings
 from schemas.tables import (
     AGENT_CONTEXT,
     CUSTOMER_360,

@@ -28,7 +28,8 @@ from deltalake import DeltaTable as RustDeltaTable
 from deltalake import QueryBuilder
 from pyspark.sql import SparkSession
 
-from jobs.catalog import (
+from jobs.cli import main
+from schemas.catalog import (
     ALL_TABLES,
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -36,8 +37,7 @@ from jobs.catalog import (
     INGESTED_FILES,
     SILVER_CUSTOMER_RECORDS,
 )
-from jobs.cli import main
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +120,7 @@ def test_curated_gold_segments_and_serving_store_are_built(demo_run: DemoRun) ->
 
 def rust_row_count(table: RustDeltaTable) -> int:
     """The rows delta-rs reads in ``table``, through its query engine: the per-customer gold
-    tables have deletion vectors (``jobs.catalog``), which its PyArrow dataset refuses."""
+    tables have deletion vectors (``schemas.catalog``), which its PyArrow dataset refuses."""
     counted = QueryBuilder().register("t", table).execute("SELECT count(*) AS n FROM t")
     return pa.table(counted.read_all()).column("n")[0].as_py()
 

@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from expectations.gate import GateFailed, run_gate
-from jobs.catalog import (
+from jobs.ingest import ingest_batch
+from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
@@ -37,8 +38,7 @@ from jobs.catalog import (
     SILVER_INTERACTIONS,
     Table,
 )
-from jobs.ingest import ingest_batch
-from jobs.settings import Settings
+from schemas.settings import Settings
 from schemas.tables import (
     AGENT_CONTEXT,
     CUSTOMER_360,

@@ -24,15 +24,15 @@ from pyspark.sql.types import StructType
 from identity import evaluate, resolve_identities, train_model
 from identity.explain import customer_why
 from identity.names import split_full_name
-from jobs.catalog import (
+from jobs.cli import main
+from schemas.catalog import (
     GOLD_CUSTOMER_PROFILE,
     GOLD_IDENTITY_LINKS,
     GOLD_IDENTITY_XREF,
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
 )
-from jobs.cli import main
-from jobs.settings import Settings
+from schemas.settings import Settings
 from schemas.sources import record_id
 from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
 

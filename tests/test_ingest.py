@@ -9,9 +9,9 @@ from pathlib import Path
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs.catalog import INGESTED_FILES, QUARANTINE_ROWS, bronze_table
 from jobs.ingest import ingest_batch
-from jobs.settings import Settings
+from schemas.catalog import INGESTED_FILES, QUARANTINE_ROWS, bronze_table
+from schemas.settings import Settings
 from schemas.sources import CALL_CENTER, POS
 
 POS_HEADER = ",".join(POS.columns)

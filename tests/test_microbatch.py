@@ -34,7 +34,14 @@ from identity.linker import open_linker
 from identity.model import PREDICTION_BLOCKING_KEYS
 from identity.predict import LINK_MIN_PROBABILITY
 from jobs import microbatch
-from jobs.catalog import (
+from jobs.cli import main
+from jobs.curate import curate
+from jobs.ingest import ingest_batch
+from jobs.publish import publish
+from jobs.segments import build_segments
+from jobs.simulate import simulate
+from jobs.standardize import standardize, standardize_increment, touched_keys
+from schemas.catalog import (
     ALL_TABLES,
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
@@ -48,14 +55,7 @@ from jobs.catalog import (
     Table,
     bronze_table,
 )
-from jobs.cli import main
-from jobs.curate import curate
-from jobs.ingest import ingest_batch
-from jobs.publish import publish
-from jobs.segments import build_segments
-from jobs.settings import Settings
-from jobs.simulate import simulate
-from jobs.standardize import standardize, standardize_increment, touched_keys
+from schemas.settings import Settings
 from serving.store import Generation, open_store
 from tests.test_dags import EMAIL, airflow, airflow_env, migrated_home, output_of, task_states
 

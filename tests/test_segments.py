@@ -24,12 +24,6 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.catalog import (
-    GOLD_CUSTOMER_360,
-    GOLD_CUSTOMER_PROFILE,
-    GOLD_CUSTOMER_TIMELINE,
-    GOLD_SEGMENT_MEMBERSHIP,
-)
 from jobs.curate import checked_predicate
 from jobs.segments import (
     SegmentBuildSummary,
@@ -42,7 +36,13 @@ from jobs.segments import (
     load_segments,
     segment_candidates,
 )
-from jobs.settings import PROJECT_ROOT, Settings
+from schemas.catalog import (
+    GOLD_CUSTOMER_360,
+    GOLD_CUSTOMER_PROFILE,
+    GOLD_CUSTOMER_TIMELINE,
+    GOLD_SEGMENT_MEMBERSHIP,
+)
+from schemas.settings import PROJECT_ROOT, Settings
 from schemas.tables import CUSTOMER_360, CUSTOMER_PROFILE, CUSTOMER_TIMELINE
 from tests.test_curate import frame, module_settings, save
 

@@ -34,7 +34,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.catalog import (
+from jobs.publish import PublishSummary, publish, publish_customers, serving_frames
+from jobs.values import clean_email
+from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_ID_HISTORY,
     GOLD_CUSTOMER_PROFILE,
@@ -44,9 +46,8 @@ from jobs.catalog import (
     SILVER_CUSTOMER_RECORDS,
     Table,
 )
-from jobs.publish import PublishSummary, publish, publish_customers, serving_frames
-from jobs.settings import Settings
-from jobs.standardize import clean_email, normalize_email, normalize_handle
+from schemas.identifiers import normalize_email, normalize_handle
+from schemas.settings import Settings
 from schemas.tables import (
     AGENT_CONTEXT,
     CUSTOMER_ID_HISTORY,

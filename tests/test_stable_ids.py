@@ -23,8 +23,8 @@ from identity.stable_ids import (
     retired_ids,
     write_ids,
 )
-from jobs.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
-from jobs.settings import Settings
+from schemas.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
+from schemas.settings import Settings
 
 
 def first_id(record_id: str) -> str:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS
 from jobs.ingest import ingest_batch
-from jobs.settings import Settings
-from jobs.standardize import _to_e164, standardize
+from jobs.standardize import standardize
+from schemas.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS
+from schemas.identifiers import normalize_phone
+from schemas.settings import Settings
 from schemas.sources import CALL_CENTER, POS
 from tests.test_ingest import write
 
@@ -32,7 +33,7 @@ from tests.test_ingest import write
     ],
 )
 def test_phones_become_e164(raw: str, country: str | None, expected: str | None) -> None:
-    assert _to_e164(raw, country) == expected
+    assert normalize_phone(raw, country) == expected
 
 
 @pytest.fixture(scope="module")

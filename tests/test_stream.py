@@ -20,11 +20,11 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs.catalog import INGESTED_FILES, QUARANTINE_ROWS, STREAM_EVENTS_CHECKPOINT, bronze_table
 from jobs.cli import main
 from jobs.ingest import ingest_batch
-from jobs.settings import Settings
 from jobs.stream import stream_ingest
+from schemas.catalog import INGESTED_FILES, QUARANTINE_ROWS, STREAM_EVENTS_CHECKPOINT, bronze_table
+from schemas.settings import Settings
 
 DAY = "2026-11-01"
 TS = "2026-11-01T10:00:00+09:00"

@@ -17,10 +17,10 @@ from pyspark.sql import Row, SparkSession
 
 from identity.profile import profile_table
 from identity.resolve import resolve_identities
-from identity.storage import overwrite_table, read_table
 from identity.survivorship import SurvivorshipRuleError, load_survivorship_rules
-from jobs.catalog import GOLD_CUSTOMER_PROFILE
-from jobs.settings import Settings
+from jobs.lakehouse.delta import overwrite_table, read_table
+from schemas.catalog import GOLD_CUSTOMER_PROFILE
+from schemas.settings import Settings
 from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, SURVIVED_ATTRIBUTES
 
 T1, T2, T3, T4 = (datetime(2026, 3, d) for d in (1, 2, 3, 4))

@@ -27,7 +27,7 @@ from typing import Any
 
 from expectations.gate import GateFailed
 from jobs.orchestration import SPARK_STEPS, run_step, step_outcome_path
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from jobs.settings import Settings
+from schemas.settings import Settings
+
+
+class Stage(StrEnum):
+    """The step of the daily pipeline that writes a table. Gates, orchestration (which tables a
+    step publishes as Airflow assets) and tests ask :func:`stage_tables` instead of keeping
+    their own lists."""
+
+    INGEST = "ingest"
+    STANDARDIZE = "standardize"
+    IDENTITY = "identity"
+    CURATED = "curated"
+    SEGMENTS = "segments"
+    PRIVACY = "privacy"
 
 
 class Layer(StrEnum):
@@ -27,7 +40,7 @@ class Table:
     ``deletion_vectors``: the table is written with Delta deletion vectors, so a delete or a
     selective overwrite marks the rows it removes in a small side file instead of rewriting
     every data file that holds one. Only for the per-customer tables each micro-batch replaces
-    a few hundred customers' rows of (:func:`identity.storage.replace_customer_rows`): in the
+    a few hundred customers' rows of (:func:`jobs.lakehouse.delta.replace_customer_rows`): in the
     100,000-person benchmark lakehouse that cut replacing about 3,000 rows of the 1.1-million-row
     timeline from 3.3-4.4 s to 1.0-1.7 s. Scans of a table with them took about twice as long
     (0.35 s against 0.8 s for the same timeline), which is why the silver tables and those a
@@ -36,18 +49,23 @@ class Table:
     ``deltalake.QueryBuilder``, not through its PyArrow dataset).
 
     ``row_key``: for a table of rows per customer that a micro-batch replaces customer by
-    customer, the columns a row is unique on (``identity.storage.store_customer_rows``).
+    customer, the columns a row is unique on (``jobs.lakehouse.delta.store_customer_rows``).
+
+    ``internal``: state a step keeps for its own next run (identity's features and id history);
+    no other step reads it, so :func:`stage_tables` leaves it out unless asked.
     """
 
     layer: Layer
     name: str
     description: str
+    stage: Stage
     deletion_vectors: bool = False
     row_key: tuple[str, ...] = ()
+    internal: bool = False
 
     @property
     def properties(self) -> dict[str, str]:
-        """The Delta table properties it is written with (``identity.storage.overwrite_table``)."""
+        """The Delta table properties it is written with (``jobs.lakehouse.delta``)."""
         return {"delta.enableDeletionVectors": "true"} if self.deletion_vectors else {}
 
     @property
@@ -59,36 +77,63 @@ class Table:
         return f"{str(settings.lakehouse).rstrip('/')}/{self.layer}/{self.name}"
 
 
-BRONZE_POS = Table(Layer.BRONZE, "pos_transactions", "POS till exports, one row per basket")
-BRONZE_WEB = Table(Layer.BRONZE, "web_events", "web clickstream and account events")
-BRONZE_APP = Table(Layer.BRONZE, "app_events", "mobile app events")
-BRONZE_CALL_CENTER = Table(Layer.BRONZE, "call_center_calls", "call center CRM call log")
-BRONZE_SOCIAL = Table(Layer.BRONZE, "social_messages", "social DMs and mentions")
-QUARANTINE_ROWS = Table(Layer.QUARANTINE, "rejected_rows", "input lines that could not be parsed")
-INGESTED_FILES = Table(Layer.OPS, "ingested_files", "one row per landing file ingested")
+BRONZE_POS = Table(
+    Layer.BRONZE, "pos_transactions", "POS till exports, one row per basket", Stage.INGEST
+)
+BRONZE_WEB = Table(Layer.BRONZE, "web_events", "web clickstream and account events", Stage.INGEST)
+BRONZE_APP = Table(Layer.BRONZE, "app_events", "mobile app events", Stage.INGEST)
+BRONZE_CALL_CENTER = Table(
+    Layer.BRONZE, "call_center_calls", "call center CRM call log", Stage.INGEST
+)
+BRONZE_SOCIAL = Table(Layer.BRONZE, "social_messages", "social DMs and mentions", Stage.INGEST)
+QUARANTINE_ROWS = Table(
+    Layer.QUARANTINE, "rejected_rows", "input lines that could not be parsed", Stage.INGEST
+)
+INGESTED_FILES = Table(
+    Layer.OPS, "ingested_files", "one row per landing file ingested", Stage.INGEST
+)
 ERASURE_REQUESTS = Table(
-    Layer.OPS, "erasure_requests", "erasure requests (identifier hashes) and what each erased"
+    Layer.OPS,
+    "erasure_requests",
+    "erasure requests (identifier hashes) and what each erased",
+    Stage.PRIVACY,
 )
 
 SILVER_CUSTOMER_RECORDS = Table(
-    Layer.SILVER, "customer_records", "one standardized identity record per source key"
+    Layer.SILVER,
+    "customer_records",
+    "one standardized identity record per source key",
+    Stage.STANDARDIZE,
 )
-SILVER_INTERACTIONS = Table(Layer.SILVER, "interactions", "every interaction in one schema")
+SILVER_INTERACTIONS = Table(
+    Layer.SILVER, "interactions", "every interaction in one schema", Stage.STANDARDIZE
+)
 
-GOLD_IDENTITY_LINKS = Table(Layer.GOLD, "identity_links", "scored record pairs with evidence")
+GOLD_IDENTITY_LINKS = Table(
+    Layer.GOLD, "identity_links", "scored record pairs with evidence", Stage.IDENTITY
+)
 GOLD_IDENTITY_XREF = Table(
-    Layer.GOLD, "identity_xref", "source record -> customer_id", row_key=("record_id",)
+    Layer.GOLD,
+    "identity_xref",
+    "source record -> customer_id",
+    Stage.IDENTITY,
+    row_key=("record_id",),
 )
 GOLD_IDENTITY_FEATURES = Table(
     Layer.GOLD,
     "identity_features",
     "each resolved record as the linkage model compares it (its PII is erased with the record)",
+    Stage.IDENTITY,
+    internal=True,
 )
-GOLD_CUSTOMER_ID_HISTORY = Table(Layer.GOLD, "customer_id_history", "merges and splits of ids")
+GOLD_CUSTOMER_ID_HISTORY = Table(
+    Layer.GOLD, "customer_id_history", "merges and splits of ids", Stage.IDENTITY, internal=True
+)
 GOLD_CUSTOMER_PROFILE = Table(
     Layer.GOLD,
     "customer_profile",
     "golden record with provenance",
+    Stage.IDENTITY,
     deletion_vectors=True,
     row_key=("customer_id",),
 )
@@ -96,6 +141,7 @@ GOLD_CUSTOMER_360 = Table(
     Layer.GOLD,
     "customer_360",
     "RFM, value, channels, cases, consent",
+    Stage.CURATED,
     deletion_vectors=True,
     row_key=("customer_id",),
 )
@@ -103,6 +149,7 @@ GOLD_CUSTOMER_TIMELINE = Table(
     Layer.GOLD,
     "customer_timeline",
     "every interaction of a customer, time-ordered, summarized",
+    Stage.CURATED,
     deletion_vectors=True,
     row_key=("interaction_id",),
 )
@@ -110,14 +157,18 @@ GOLD_AGENT_CONTEXT = Table(
     Layer.GOLD,
     "agent_context",
     "one screen per customer for an agent, with next best action",
+    Stage.CURATED,
     deletion_vectors=True,
     row_key=("customer_id",),
 )
 GOLD_SEGMENT_MEMBERSHIP = Table(
-    Layer.GOLD, "segment_membership", "marketers' audiences, consent applied"
+    Layer.GOLD, "segment_membership", "marketers' audiences, consent applied", Stage.SEGMENTS
 )
 GOLD_JOURNEY_METRICS = Table(
-    Layer.GOLD, "journey_metrics", "adoption, switches, escalations, resolution per day/channel"
+    Layer.GOLD,
+    "journey_metrics",
+    "adoption, switches, escalations, resolution per day/channel",
+    Stage.CURATED,
 )
 
 ALL_TABLES: tuple[Table, ...] = (
@@ -141,6 +192,11 @@ ALL_TABLES: tuple[Table, ...] = (
     GOLD_SEGMENT_MEMBERSHIP,
     GOLD_JOURNEY_METRICS,
 )
+
+
+def stage_tables(stage: Stage, *, internal: bool = False) -> tuple[Table, ...]:
+    """The tables ``stage`` writes, in catalog order; with ``internal``, its own state too."""
+    return tuple(t for t in ALL_TABLES if t.stage == stage and (internal or not t.internal))
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
-from jobs.catalog import Table
-from jobs.settings import Settings
+from schemas.catalog import Table
+from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from delta.tables import DeltaMergeBuilder, DeltaTable
@@ -77,7 +77,7 @@ def upsert_rows(
 
 def overwrite_table(df: DataFrame, settings: Settings, table: Table) -> None:
     """Replace ``table`` with ``df`` atomically; the schema follows ``df`` (model changes), and
-    the table gets the catalog's properties (:attr:`jobs.catalog.Table.properties`)."""
+    the table gets the catalog's properties (:attr:`schemas.catalog.Table.properties`)."""
     path = table.path(settings)
     (
         df.write.format("delta")
@@ -90,7 +90,7 @@ def overwrite_table(df: DataFrame, settings: Settings, table: Table) -> None:
 
 
 def apply_table_properties(spark: SparkSession, settings: Settings, table: Table) -> None:
-    """Give ``table`` the catalog's properties it lacks (:attr:`jobs.catalog.Table.properties`).
+    """Give ``table`` the catalog's properties it lacks (:attr:`schemas.catalog.Table.properties`).
 
     Writer options set properties only on the write that creates a table, so a lakehouse built
     before a property joined the catalog gets it here, at its next batch run, in one commit.
@@ -144,7 +144,7 @@ def replace_customer_rows(
     (three runs each). A few hundred customers are spread over nearly every file, so without
     deletion vectors every one of them is rewritten: in that benchmark each timeline overwrite
     copied 1.08-1.10 million rows to replace 363-29,457 (micro-batches of 100 to 10,000
-    events). Tables the catalog gives deletion vectors (:class:`jobs.catalog.Table`) keep
+    events). Tables the catalog gives deletion vectors (:class:`schemas.catalog.Table`) keep
     their files and mark the replaced rows instead.
 
     ``customer_ids`` are on the driver already (they are the overwrite's predicate; see
