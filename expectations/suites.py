@@ -28,7 +28,6 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from expectations.gate import Gate
 from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -542,9 +541,10 @@ def curated_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
     ]
 
 
-GATE_SUITES: dict[Gate, Callable[[SparkSession, Settings], list[Suite]]] = {
-    Gate.BRONZE: bronze_suites,
-    Gate.SILVER: silver_suites,
-    Gate.GOLD: gold_suites,
-    Gate.CURATED: curated_suites,
+# The suites of each gate, by the gate's name (``expectations.gate.Gate``).
+GATE_SUITES: dict[str, Callable[[SparkSession, Settings], list[Suite]]] = {
+    "bronze": bronze_suites,
+    "silver": silver_suites,
+    "gold": gold_suites,
+    "curated": curated_suites,
 }
