@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from identity.stable_ids import retired_ids
 from jobs.lakehouse.delta import customer_id_frame
@@ -52,6 +51,7 @@ from schemas.catalog import (
 )
 from schemas.settings import Settings
 from schemas.tables import AGENT_CONTEXT, CUSTOMER_PROFILE, CUSTOMER_TIMELINE
+from schemas.types import Struct
 from serving.customers import LookupKind
 from serving.store import (
     CUSTOMER,
@@ -232,7 +232,7 @@ def _read(
     return None
 
 
-def _json_of(schema: StructType, drop: tuple[str, ...] = ("customer_id",)) -> Column:
+def _json_of(schema: Struct, drop: tuple[str, ...] = ("customer_id",)) -> Column:
     """The row's fields (bar ``drop``) as one JSON object; null fields are left out."""
     fields = [F.col(f.name) for f in schema.fields if f.name not in drop]
     return F.to_json(F.struct(*fields), _JSON_OPTIONS)

@@ -32,8 +32,8 @@ from fastapi.testclient import TestClient
 from mcp import Client, StdioServerParameters
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
+from jobs.lakehouse.spark_schema import spark_schema
 from jobs.publish import PublishSummary, publish, publish_customers, serving_frames
 from jobs.values import clean_email
 from schemas.catalog import (
@@ -57,6 +57,7 @@ from schemas.tables import (
     IDENTITY_XREF,
     SEGMENT_MEMBERSHIP,
 )
+from schemas.types import Struct
 from serving.api import create_app
 from serving.customers import CustomerDirectory, LookupKind
 from serving.keys import Authenticator, Role, create_key, hash_key
@@ -147,9 +148,9 @@ HISTORY = [
 ]  # fmt: skip
 
 
-def frame(spark: SparkSession, rows: list[dict], schema: StructType) -> DataFrame:
+def frame(spark: SparkSession, rows: list[dict], schema: Struct) -> DataFrame:
     return spark.createDataFrame(
-        [tuple(row.get(f.name) for f in schema.fields) for row in rows], schema
+        [tuple(row.get(f.name) for f in schema.fields) for row in rows], spark_schema(schema)
     )
 
 
