@@ -51,7 +51,8 @@ from schemas.tables import (
     SEGMENT_MEMBERSHIP,
 )
 from schemas.types import DOUBLE, Field, Struct
-from serving.store import CUSTOMER, open_store
+from serving.store import open_store
+from serving.store.base import CUSTOMER
 from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
 from tests.test_ingest import pos_file
 
