@@ -41,8 +41,9 @@ from urllib.parse import quote
 import uvloop
 
 from serving.keys import Role, create_key
-from serving.store import CUSTOMER, LOOKUP_KEY, SEGMENT, open_store
-from tests.postgres import server_binaries, throwaway_postgres
+from serving.store import open_store
+from serving.store.base import CUSTOMER, LOOKUP_KEY, SEGMENT
+from serving.store.throwaway import server_binaries, throwaway_postgres
 
 CUSTOMERS = 1_000_000
 RATE = 1_000  # requests per second
@@ -273,7 +274,8 @@ def run_store(name: str, url: str, workdir: Path) -> dict:
 
 def _stores(workdir: Path) -> dict[str, AbstractContextManager[str] | None]:
     sqlite = nullcontext(f"sqlite:///{workdir / 'bench.sqlite'}")
-    return {"sqlite": sqlite, "postgresql": throwaway_postgres() if server_binaries() else None}
+    binaries = server_binaries()
+    return {"sqlite": sqlite, "postgresql": throwaway_postgres(binaries) if binaries else None}
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ from delta.tables import DeltaTable
 from great_expectations.expectations import Expectation
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
@@ -55,6 +54,7 @@ from schemas.tables import (
     INTERACTIONS,
     SURVIVED_ATTRIBUTES,
 )
+from schemas.types import Struct
 
 # What silver promises: emails lower-cased and shaped like one, phones in E.164.
 EMAIL_FORMAT = r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
@@ -121,13 +121,13 @@ def _exactly_once(column: str, description: str) -> Expectation:
 # --- bronze ------------------------------------------------------------------------------------
 
 
-def column_paths(schema: StructType, prefix: str = "") -> list[str]:
+def column_paths(schema: Struct, prefix: str = "") -> list[str]:
     """Every column and nested record field by dotted path, as GX lists a Spark table's columns."""
     paths = []
     for field in schema.fields:
         paths.append(prefix + field.name)
-        if isinstance(field.dataType, StructType):
-            paths += column_paths(field.dataType, f"{prefix}{field.name}.")
+        if isinstance(field.type, Struct):
+            paths += column_paths(field.type, f"{prefix}{field.name}.")
     return paths
 
 
@@ -245,7 +245,7 @@ def _newest_files(spark: SparkSession, settings: Settings, source: str, shown: i
 
 def customer_records_expectations() -> list[Expectation]:
     return [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_RECORDS.fieldNames()),
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_RECORDS.names),
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         *_unique_key("record_id"),
         gxe.ExpectColumnValuesToBeInSet(column="source", value_set=list(SOURCES)),
@@ -267,7 +267,7 @@ def customer_records_expectations() -> list[Expectation]:
 
 def interactions_expectations() -> list[Expectation]:
     return [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=INTERACTIONS.fieldNames()),
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=INTERACTIONS.names),
         *_unique_key("interaction_id"),
         gxe.ExpectColumnValuesToBeInSet(column="source", value_set=list(SOURCES)),
         *[
@@ -289,7 +289,7 @@ def silver_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
 
 def xref_expectations() -> list[Expectation]:
     return [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=IDENTITY_XREF.fieldNames()),
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=IDENTITY_XREF.names),
         *_unique_key("record_id"),
         gxe.ExpectColumnValuesToNotBeNull(column="customer_id"),
         gxe.ExpectColumnValuesToBeBetween(
@@ -504,7 +504,7 @@ def segment_consent_expectations() -> list[Expectation]:
 
 def timeline_expectations() -> list[Expectation]:
     return [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_TIMELINE.fieldNames()),
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=CUSTOMER_TIMELINE.names),
         gxe.ExpectColumnValuesToNotBeNull(column="customer_id"),
         gxe.ExpectColumnValuesToNotBeNull(column="ts"),
         gxe.ExpectColumnValuesToBeBetween(column="seq", min_value=1),

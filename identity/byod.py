@@ -63,6 +63,7 @@ from identity.linker import open_linker
 from identity.predict import predict_pairs
 from identity.stable_ids import PreviousIds, assign_ids
 from identity.train import Progress, fit_model
+from jobs.lakehouse.spark_schema import conform
 from jobs.values import (
     blank_to_null,
     clean_address,
@@ -74,7 +75,7 @@ from jobs.values import (
 )
 from schemas.imported import FIELD_COLUMNS, FIELDS, IMPORTED_SOURCE
 from schemas.settings import Settings
-from schemas.tables import CUSTOMER_RECORDS, conform
+from schemas.tables import CUSTOMER_RECORDS
 
 log = logging.getLogger(__name__)
 

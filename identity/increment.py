@@ -78,6 +78,7 @@ from jobs.lakehouse.delta import (
     table_exists,
     upsert_rows,
 )
+from jobs.lakehouse.spark_schema import conform
 from schemas.catalog import (
     GOLD_CUSTOMER_PROFILE,
     GOLD_IDENTITY_FEATURES,
@@ -88,7 +89,7 @@ from schemas.catalog import (
     Table,
 )
 from schemas.settings import Settings
-from schemas.tables import IDENTITY_XREF, conform
+from schemas.tables import IDENTITY_XREF
 
 # The keys whose sharers a new record's features count over (``_new_features``): contacts,
 # then the name.

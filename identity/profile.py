@@ -33,7 +33,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from identity.survivorship import AttributeRule, RuleKind, SurvivorshipRules
-from schemas.tables import CONSENT_ATTRIBUTES, CUSTOMER_PROFILE, SURVIVED_ATTRIBUTES, conform
+from jobs.lakehouse.spark_schema import conform
+from schemas.tables import CONSENT_ATTRIBUTES, CUSTOMER_PROFILE, SURVIVED_ATTRIBUTES
 
 # The identity fields whose presence makes a record "more complete".
 _COMPLETENESS_FIELDS = (

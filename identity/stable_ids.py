@@ -39,9 +39,10 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.lakehouse.delta import latest_version, overwrite_table, read_table, table_exists
+from jobs.lakehouse.spark_schema import conform
 from schemas.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
 from schemas.settings import Settings
-from schemas.tables import CUSTOMER_ID_HISTORY, IDENTITY_XREF, conform
+from schemas.tables import CUSTOMER_ID_HISTORY, IDENTITY_XREF
 
 # How many merge hops ``retired_ids`` follows; a longer chain means an id was merged again in
 # that many consecutive runs, or the history loops: either needs a person to look.

@@ -75,6 +75,7 @@ from pyspark.sql.types import BooleanType
 
 from jobs.lakehouse.charts import line_chart, write_html_page
 from jobs.lakehouse.delta import customer_id_frame, overwrite_table
+from jobs.lakehouse.spark_schema import conform
 from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -92,7 +93,6 @@ from schemas.tables import (
     CUSTOMER_360,
     CUSTOMER_TIMELINE,
     JOURNEY_METRICS,
-    conform,
 )
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import INGESTED_FILES, QUARANTINE_ROWS
 from schemas.catalog import bronze_table as bronze_table_for
 from schemas.settings import Settings
@@ -369,7 +370,7 @@ def _parse_csv(lines: DataFrame, spec: SourceSpec) -> tuple[DataFrame, Column]:
 
 def _parse_json(lines: DataFrame, spec: SourceSpec) -> tuple[DataFrame, Column]:
     """Parse JSON lines against the source layout; unknown fields are kept only in ``_raw``."""
-    schema = spec.schema.add(_CORRUPT, "string")
+    schema = spark_schema(spec.schema).add(_CORRUPT, "string")
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     data = lines.withColumn("_json", F.from_json("_raw", schema, options)).select(
         "*",

@@ -57,6 +57,7 @@ from pyspark.sql import functions as F
 
 from identity.stable_ids import retired_ids
 from jobs.lakehouse.delta import merge_commit_metric, read_table, table_exists
+from jobs.lakehouse.spark_schema import spark_schema
 from jobs.standardize import record_key
 from schemas.catalog import (
     ALL_TABLES,
@@ -137,7 +138,7 @@ def request_erasure(
     request_id = request_id or f"erase-{uuid.uuid4().hex[:12]}"
     row = spark.createDataFrame(
         [(request_id, str(kind), identifier_hash(kind, value), datetime.now(UTC), *[None] * 4)],
-        ERASURE_REQUEST,
+        spark_schema(ERASURE_REQUEST),
     )
     if not table_exists(spark, settings, ERASURE_REQUESTS):
         row.limit(0).write.format("delta").save(ERASURE_REQUESTS.path(settings))

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from identity.stable_ids import retired_ids
 from jobs.lakehouse.delta import customer_id_frame
@@ -52,8 +51,10 @@ from schemas.catalog import (
 )
 from schemas.settings import Settings
 from schemas.tables import AGENT_CONTEXT, CUSTOMER_PROFILE, CUSTOMER_TIMELINE
+from schemas.types import Struct
 from serving.customers import LookupKind
-from serving.store import (
+from serving.store import open_store
+from serving.store.base import (
     CUSTOMER,
     LOOKUP_KEY,
     RETIRED_ID,
@@ -61,7 +62,6 @@ from serving.store import (
     SEGMENT_MEMBER,
     TIMELINE,
     StoreTable,
-    open_store,
 )
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ def publish_customers(
     fine). A customer no longer in gold (merged away, erased) ends up deleted from the store.
     ``computed``: those customers' rows of some gold tables, computed but not stored yet, read
     instead of the tables (the micro-batch serves before it stores; ``jobs.microbatch``).
-    ``unless_generation``: see ``serving.store.ServingStore.upsert_customers``.
-    Raises ``serving.store.NotPublishedError`` before the first ``omnicdp publish``.
+    ``unless_generation``: see ``serving.store.base.ServingStore.upsert_customers``.
+    Raises ``serving.store.base.NotPublishedError`` before the first ``omnicdp publish``.
     """
     store = open_store(settings.resolved_serving_url)
     started = time.monotonic()
@@ -179,7 +179,7 @@ def serving_frames(spark: SparkSession, settings: Settings) -> dict[StoreTable, 
 def _customer_frames(
     read: Mapping[Table, DataFrame], only: DataFrame | None = None
 ) -> dict[StoreTable, DataFrame]:
-    """The per-customer store tables (``serving.store.CUSTOMER_TABLES``) from gold, of every
+    """The per-customer store tables (``serving.store.base.CUSTOMER_TABLES``) from gold, of every
     customer, or only of the customers in ``only`` (a small ``customer_id`` frame).
 
     Restricting each input by customer_id before the builders run gives the same rows as
@@ -232,7 +232,7 @@ def _read(
     return None
 
 
-def _json_of(schema: StructType, drop: tuple[str, ...] = ("customer_id",)) -> Column:
+def _json_of(schema: Struct, drop: tuple[str, ...] = ("customer_id",)) -> Column:
     """The row's fields (bar ``drop``) as one JSON object; null fields are left out."""
     fields = [F.col(f.name) for f in schema.fields if f.name not in drop]
     return F.to_json(F.struct(*fields), _JSON_OPTIONS)

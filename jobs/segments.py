@@ -57,6 +57,7 @@ from jobs.curate import (
     checked_predicate,
     describe_validation_error,
 )
+from jobs.lakehouse.spark_schema import conform
 from schemas.catalog import (
     GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
@@ -66,7 +67,7 @@ from schemas.catalog import (
 )
 from schemas.consent import CONSENT_PURPOSES, ConsentPurpose
 from schemas.settings import Settings
-from schemas.tables import SEGMENT_MEMBERSHIP, conform
+from schemas.tables import SEGMENT_MEMBERSHIP
 
 ExportFormat = Literal["csv", "parquet"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)

@@ -29,9 +29,9 @@ from operator import and_
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StructField, StructType
 
 from jobs.lakehouse.delta import latest_version, upsert_rows
+from jobs.lakehouse.spark_schema import conform
 from jobs.values import (
     blank_to_null,
     clean_address,
@@ -48,7 +48,8 @@ from jobs.values import (
 from schemas.catalog import SILVER_CUSTOMER_RECORDS, SILVER_INTERACTIONS, bronze_table
 from schemas.settings import Settings
 from schemas.sources import APP, CALL_CENTER, POS, SOCIAL, WEB
-from schemas.tables import CUSTOMER_RECORDS, INTERACTIONS, conform
+from schemas.tables import CUSTOMER_RECORDS, INTERACTIONS
+from schemas.types import LONG, Field, Struct
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def standardize(spark: SparkSession, settings: Settings) -> StandardizeSummary:
     interactions = _union([_INTERACTION_BUILDERS[name](df) for name, df in present.items()])
     interactions = _stitch_anonymous(interactions)
     records = _with_activity(conform(records, CUSTOMER_RECORDS), interactions)
-    grouped = StructType([*INTERACTIONS.fields, StructField(_STITCH_GROUP, LongType())])
+    grouped = Struct(*INTERACTIONS.fields, Field(_STITCH_GROUP, LONG))
     interactions = _dedupe_interactions(conform(interactions, grouped, fill_missing=True))
     _overwrite(conform(records, CUSTOMER_RECORDS), SILVER_CUSTOMER_RECORDS.path(settings), metadata)
     laid_out = _laid_out_for_stitching(interactions, settings.shuffle_partitions)

@@ -1,1 +1,2 @@
-"""The contract of every source file and every table, declared once; jobs and tests import it."""
+"""The contract of every source file and every table, declared once in engine-neutral types
+(``schemas.types``); jobs, identity, serving and tests import it, Spark and Arrow translate it."""

@@ -15,24 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pyspark.sql.types import ArrayType, DataType, StringType, StructField, StructType
+from schemas.types import STRING, Array, DataType, Field, Struct
 
 # A field layout: leaf names map to None (a string), nested records to a dict, arrays of records
 # to a one-element list holding the record's layout.
 Layout = dict[str, "Layout | list[Layout] | None"]
 
 
-def to_struct(layout: Layout) -> StructType:
-    """Turn a field layout into a Spark schema whose every leaf is a string."""
+def to_struct(layout: Layout) -> Struct:
+    """Turn a field layout into a schema whose every leaf is a string."""
 
     def to_type(value: object) -> DataType:
         if value is None:
-            return StringType()
+            return STRING
         if isinstance(value, list):
-            return ArrayType(to_type(value[0]))
+            return Array(to_type(value[0]))
         return to_struct(value)  # type: ignore[arg-type]
 
-    return StructType([StructField(name, to_type(v)) for name, v in layout.items()])
+    return Struct(*(Field(name, to_type(v)) for name, v in layout.items()))
 
 
 def _leaves(names: str) -> Layout:
@@ -62,7 +62,7 @@ class SourceSpec:
     identity_key: str
 
     @property
-    def schema(self) -> StructType:
+    def schema(self) -> Struct:
         """The parse schema: every leaf a string, so bad values are caught field by field."""
         return to_struct(self.layout)
 

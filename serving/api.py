@@ -49,7 +49,8 @@ from serving.models import (
     Timeline,
 )
 from serving.problems import PROBLEM_MEDIA_TYPE, InvalidInput, ServingError
-from serving.store import ServingStore, open_store
+from serving.store import open_store
+from serving.store.base import ServingStore
 
 access_log = logging.getLogger("omnicdp.serving.access")
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from serving.models import (
     TimelineEvent,
 )
 from serving.problems import CustomerNotFound, InvalidInput, NotPublished, SegmentNotFound
-from serving.store import CustomerRow, Generation, ServingStore
+from serving.store.base import CustomerRow, Generation, ServingStore
 
 
 class LookupKind(StrEnum):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from serving.problems import Forbidden, RateLimited, Unauthorized
-from serving.store import ApiKeyRecord, ServingStore
+from serving.store.base import ApiKeyRecord, ServingStore
 
 KEY_PREFIX = "ocdp_"
 

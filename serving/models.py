@@ -13,53 +13,41 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field, create_model
-from pyspark.sql.types import (
-    ArrayType,
-    BooleanType,
-    DataType,
-    DateType,
-    DecimalType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    MapType,
-    StringType,
-    StructType,
-    TimestampType,
-)
 
+from schemas import types as t
 from schemas.tables import AGENT_CONTEXT, CUSTOMER_PROFILE, CUSTOMER_TIMELINE, PROVENANCE
 
-_SCALARS: dict[type[DataType], Any] = {
-    StringType: str,
-    LongType: int,
-    IntegerType: int,
-    DoubleType: float,
-    DecimalType: Decimal,  # money: served as an exact decimal string
-    BooleanType: bool,
-    TimestampType: datetime,
-    DateType: date,
+_SCALARS: dict[t.Scalar, Any] = {
+    t.STRING: str,
+    t.LONG: int,
+    t.INT: int,
+    t.DOUBLE: float,
+    t.BOOLEAN: bool,
+    t.TIMESTAMP: datetime,
+    t.DATE: date,
 }
 
 
-def _python_type(dtype: DataType, name: str) -> Any:
+def _python_type(dtype: t.DataType, name: str) -> Any:
     if dtype == PROVENANCE:
         return Provenance
-    if isinstance(dtype, StructType):
+    if isinstance(dtype, t.Struct):
         return model_from_struct(name, dtype)
-    if isinstance(dtype, ArrayType):
-        return list[_python_type(dtype.elementType, name)]
-    if isinstance(dtype, MapType):
-        return dict[_python_type(dtype.keyType, name), _python_type(dtype.valueType, name)]
-    return _SCALARS[type(dtype)]
+    if isinstance(dtype, t.Array):
+        return list[_python_type(dtype.element, name)]
+    if isinstance(dtype, t.Map):
+        return dict[_python_type(dtype.key, name), _python_type(dtype.value, name)]
+    if isinstance(dtype, t.Decimal):
+        return Decimal  # money: served as an exact decimal string
+    return _SCALARS[dtype]
 
 
 def model_from_struct(
-    name: str, struct: StructType, base: type[BaseModel] = BaseModel, drop: tuple[str, ...] = ()
+    name: str, struct: t.Struct, base: type[BaseModel] = BaseModel, drop: tuple[str, ...] = ()
 ) -> type[BaseModel]:
-    """A pydantic model with one optional field per Spark field (nested structs too)."""
+    """A pydantic model with one optional field per schema field (nested records too)."""
     fields: dict[str, Any] = {
-        f.name: (_python_type(f.dataType, f"{name}{f.name.title().replace('_', '')}") | None, None)
+        f.name: (_python_type(f.type, f"{name}{f.name.title().replace('_', '')}") | None, None)
         for f in struct.fields
         if f.name not in drop
     }

@@ -22,7 +22,7 @@ from serving.customers import CustomerDirectory, LookupKind
 from serving.keys import CUSTOMER_READERS, Authenticator, RateLimiter, authorize
 from serving.models import AgentContext, LookupResult, Timeline
 from serving.problems import InvalidInput, ServingError
-from serving.store import ServingStore
+from serving.store.base import ServingStore
 
 _T = TypeVar("_T")
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)

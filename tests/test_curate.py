@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
 
 from jobs.curate import (
     ActionRule,
@@ -38,6 +37,7 @@ from jobs.curate import (
     next_best_action,
 )
 from jobs.lakehouse.delta import overwrite_table, replace_customer_rows, store_customer_rows
+from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -57,6 +57,7 @@ from schemas.tables import (
     IDENTITY_XREF,
     INTERACTIONS,
 )
+from schemas.types import Struct
 
 AS_OF = datetime(2026, 11, 3, 18, 0)
 _CHANNELS = {"pos": "store", "web": "web", "app": "app", "call_center": "call_center"}
@@ -150,10 +151,10 @@ PROFILES = [
 ]  # fmt: skip
 
 
-def frame(spark: SparkSession, rows: list[dict], schema: StructType) -> DataFrame:
+def frame(spark: SparkSession, rows: list[dict], schema: Struct) -> DataFrame:
     """Rows given as dicts (missing fields null) as a DataFrame of exactly ``schema``."""
     return spark.createDataFrame(
-        [tuple(row.get(f.name) for f in schema.fields) for row in rows], schema
+        [tuple(row.get(f.name) for f in schema.fields) for row in rows], spark_schema(schema)
     )
 
 

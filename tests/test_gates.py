@@ -20,10 +20,10 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, StructField, StructType
 
 from expectations.gate import GateFailed, run_gate
 from jobs.ingest import ingest_batch
+from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -50,7 +50,9 @@ from schemas.tables import (
     JOURNEY_METRICS,
     SEGMENT_MEMBERSHIP,
 )
-from serving.store import CUSTOMER, open_store
+from schemas.types import DOUBLE, Field, Struct
+from serving.store import open_store
+from serving.store.base import CUSTOMER
 from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
 from tests.test_ingest import pos_file
 
@@ -60,7 +62,7 @@ MALFORMED_EMAILS = ("minji.kim@@example", "Anna.Schmidt@Example.DE")
 
 def customer_record(record_id: str, **fields: Any) -> dict[str, Any]:
     source, key = record_id.split(":", 1)
-    row: dict[str, Any] = dict.fromkeys(CUSTOMER_RECORDS.fieldNames())
+    row: dict[str, Any] = dict.fromkeys(CUSTOMER_RECORDS.names)
     row.update(
         record_id=record_id,
         source=source,
@@ -73,7 +75,7 @@ def customer_record(record_id: str, **fields: Any) -> dict[str, Any]:
 
 
 def interaction(interaction_id: str, record_id: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(INTERACTIONS.fieldNames())
+    row: dict[str, Any] = dict.fromkeys(INTERACTIONS.names)
     source = interaction_id.split(":", 1)[0]
     row.update(
         interaction_id=interaction_id,
@@ -108,10 +110,10 @@ INTERACTIONS_ROWS = [
 
 
 def write(
-    spark: SparkSession, settings: Settings, table: Table, rows: list, schema: StructType
+    spark: SparkSession, settings: Settings, table: Table, rows: list, schema: Struct
 ) -> None:
     (
-        spark.createDataFrame(rows, schema)
+        spark.createDataFrame(rows, spark_schema(schema))
         .write.format("delta")
         .mode("overwrite")
         .save(table.path(settings))
@@ -124,12 +126,12 @@ def write_silver(spark: SparkSession, settings: Settings, records: DataFrame) ->
 
 
 def good_records(spark: SparkSession) -> DataFrame:
-    return spark.createDataFrame(GOOD_RECORDS, CUSTOMER_RECORDS)
+    return spark.createDataFrame(GOOD_RECORDS, spark_schema(CUSTOMER_RECORDS))
 
 
 def bad_records(spark: SparkSession) -> DataFrame:
     """A duplicated record id, malformed emails, and email consent as text ('yes')."""
-    records = spark.createDataFrame(BAD_RECORDS, CUSTOMER_RECORDS)
+    records = spark.createDataFrame(BAD_RECORDS, spark_schema(CUSTOMER_RECORDS))
     return records.withColumn("email_opt_in", F.when(F.col("email_opt_in"), "yes"))
 
 
@@ -197,7 +199,7 @@ def xref(record_id: str, customer_id: str, cluster_size: int) -> dict[str, Any]:
 
 def profile(customer_id: str, record_count: int, **cited: tuple[Any, str | None]) -> dict[str, Any]:
     """A golden record; ``cited`` gives attributes as ``column=(value, cited record_id)``."""
-    row: dict[str, Any] = dict.fromkeys(CUSTOMER_PROFILE.fieldNames())
+    row: dict[str, Any] = dict.fromkeys(CUSTOMER_PROFILE.names)
     row.update(
         customer_id=customer_id, record_count=record_count, model_version="m1", resolved_at=SEEN
     )
@@ -248,7 +250,7 @@ def test_gold_gate_finds_records_mapped_twice_or_never_missing_profiles_and_unci
         ],
         CUSTOMER_PROFILE,
     )
-    links = StructType([StructField("match_probability", DoubleType())])
+    links = Struct(Field("match_probability", DOUBLE))
     write(spark, settings, GOLD_IDENTITY_LINKS, [(0.97,)], links)
 
     with pytest.raises(GateFailed) as failed:
@@ -279,9 +281,9 @@ def test_gold_gate_finds_records_mapped_twice_or_never_missing_profiles_and_unci
 # --- curated -------------------------------------------------------------------------------
 
 
-def row_of(schema: StructType, **values: Any) -> dict[str, Any]:
+def row_of(schema: Struct, **values: Any) -> dict[str, Any]:
     """A row of ``schema`` with ``values`` and nulls elsewhere (``as_of`` set)."""
-    return {**dict.fromkeys(schema.fieldNames()), "as_of": SEEN, **values}
+    return {**dict.fromkeys(schema.names), "as_of": SEEN, **values}
 
 
 def test_curated_gate_finds_missing_screens_unconsented_members_and_broken_timelines(
@@ -324,11 +326,10 @@ def test_curated_gate_finds_missing_screens_unconsented_members_and_broken_timel
         spark,
         settings,
         GOLD_CUSTOMER_TIMELINE,
-        [{**dict.fromkeys(CUSTOMER_TIMELINE.fieldNames()), "customer_id": "C1", "seq": 1, **step}]
-        * 2,
+        [{**dict.fromkeys(CUSTOMER_TIMELINE.names), "customer_id": "C1", "seq": 1, **step}] * 2,
         CUSTOMER_TIMELINE,
     )
-    journey = {**dict.fromkeys(JOURNEY_METRICS.fieldNames()), "day": SEEN.date(), "channel": "web"}
+    journey = {**dict.fromkeys(JOURNEY_METRICS.names), "day": SEEN.date(), "channel": "web"}
     write(
         spark, settings, GOLD_JOURNEY_METRICS, [{**journey, "adoption_rate": 1.5}], JOURNEY_METRICS
     )

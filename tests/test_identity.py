@@ -25,6 +25,7 @@ from identity import evaluate, resolve_identities, train_model
 from identity.explain import customer_why
 from identity.names import split_full_name
 from jobs.cli import main
+from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import (
     GOLD_CUSTOMER_PROFILE,
     GOLD_IDENTITY_LINKS,
@@ -47,7 +48,7 @@ MUELLER_HOME = {
 
 def rec(person: str, source: str, key: str, **fields: Any) -> tuple[str, dict[str, Any]]:
     """One silver customer record of ``person`` (the truth label travels beside it)."""
-    row: dict[str, Any] = dict.fromkeys(CUSTOMER_RECORDS.fieldNames())
+    row: dict[str, Any] = dict.fromkeys(CUSTOMER_RECORDS.names)
     row.update(
         record_id=record_id(source, key),
         source=source,
@@ -416,7 +417,7 @@ def population() -> list[tuple[str, dict[str, Any]]]:
 
 def interactions() -> list[dict[str, Any]]:
     """Anna's complaint: a DM and a call under one case id (the call center's record key)."""
-    base: dict[str, Any] = dict.fromkeys(INTERACTIONS.fieldNames())
+    base: dict[str, Any] = dict.fromkeys(INTERACTIONS.names)
     return [
         {
             **base,
@@ -446,9 +447,9 @@ def write_silver(spark: SparkSession, settings: Settings) -> None:
         (SILVER_CUSTOMER_RECORDS, [row for _, row in population()], CUSTOMER_RECORDS),
         (SILVER_INTERACTIONS, interactions(), INTERACTIONS),
     ):
-        spark.createDataFrame(rows, schema).write.format("delta").mode("overwrite").save(
-            table.path(settings)
-        )
+        spark.createDataFrame(rows, spark_schema(schema)).write.format("delta").mode(
+            "overwrite"
+        ).save(table.path(settings))
 
 
 def columns(schema: StructType) -> list[tuple[str, str]]:
@@ -490,7 +491,7 @@ def test_training_saves_a_versioned_model(resolved: Settings) -> None:
 
 def test_every_record_is_in_the_xref_exactly_once(spark: SparkSession, resolved: Settings) -> None:
     xref = spark.read.format("delta").load(GOLD_IDENTITY_XREF.path(resolved))
-    assert columns(xref.schema) == columns(IDENTITY_XREF)
+    assert columns(xref.schema) == columns(spark_schema(IDENTITY_XREF))
     ids = [r.record_id for r in xref.select("record_id").collect()]
     assert sorted(ids) == sorted(row["record_id"] for _, row in population())
     sizes = {r.customer_id: r["count"] for r in xref.groupBy("customer_id").count().collect()}
@@ -545,7 +546,7 @@ def test_links_carry_evidence_without_pii(spark: SparkSession, resolved: Setting
 def test_profile_survivorship_and_consent(spark: SparkSession, resolved: Settings) -> None:
     ids = xref_map(spark, resolved)
     profiles = spark.read.format("delta").load(GOLD_CUSTOMER_PROFILE.path(resolved))
-    assert columns(profiles.schema) == columns(CUSTOMER_PROFILE)
+    assert columns(profiles.schema) == columns(spark_schema(CUSTOMER_PROFILE))
     assert profiles.count() == len(set(ids.values()))
     anna = profiles.filter(profiles.customer_id == ids["pos:L5001"]).first()
     assert anna.record_count == 6
@@ -572,7 +573,7 @@ def test_evaluate_counts_pairs_and_bcubed(
     size = {c: list(clusters.values()).count(c) for c in clusters.values()}
     now = datetime(2026, 6, 1)
     xref = [(f"pos:{k}", "pos", c, size[c], now) for k, c in clusters.items()]
-    spark.createDataFrame(xref, IDENTITY_XREF).write.format("delta").save(
+    spark.createDataFrame(xref, spark_schema(IDENTITY_XREF)).write.format("delta").save(
         GOLD_IDENTITY_XREF.path(settings)
     )
     truth = tmp_path / "truth.csv"

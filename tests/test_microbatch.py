@@ -56,7 +56,8 @@ from schemas.catalog import (
     bronze_table,
 )
 from schemas.settings import Settings
-from serving.store import Generation, open_store
+from serving.store import open_store
+from serving.store.base import Generation
 from tests.test_dags import EMAIL, airflow, airflow_env, migrated_home, output_of, task_states
 
 PEOPLE = 80

@@ -19,6 +19,7 @@ from identity.profile import profile_table
 from identity.resolve import resolve_identities
 from identity.survivorship import SurvivorshipRuleError, load_survivorship_rules
 from jobs.lakehouse.delta import overwrite_table, read_table
+from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import GOLD_CUSTOMER_PROFILE
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, SURVIVED_ATTRIBUTES
@@ -70,7 +71,7 @@ def silver_row(fields: dict[str, Any]) -> tuple[Any, ...]:
     source, key = fields["record_id"].split(":", 1)
     row = {"source": source, "source_key": key, "first_seen_at": T1, "interaction_count": 1}
     row.update(fields)
-    return tuple(row.get(name) for name in CUSTOMER_RECORDS.fieldNames())
+    return tuple(row.get(name) for name in CUSTOMER_RECORDS.names)
 
 
 def write_rules(path: Path, rules: dict[str, Any]) -> Path:
@@ -84,15 +85,17 @@ def profiles(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> d
     root = tmp_path_factory.mktemp("survivorship")
     settings = Settings(lakehouse=root / "lakehouse", spark_master="local[2]")
     sizes = {c: sum(1 for owner, _ in RECORDS if owner == c) for c, _ in RECORDS}
-    records = spark.createDataFrame([silver_row(r) for _, r in RECORDS], CUSTOMER_RECORDS)
+    records = spark.createDataFrame(
+        [silver_row(r) for _, r in RECORDS], spark_schema(CUSTOMER_RECORDS)
+    )
     xref = spark.createDataFrame(
         [(r["record_id"], r["record_id"].split(":")[0], c, sizes[c], T4) for c, r in RECORDS],
-        IDENTITY_XREF,
+        spark_schema(IDENTITY_XREF),
     )
     rules = load_survivorship_rules(write_rules(root / "rules.yaml", RULES))
     overwrite_table(profile_table(records, xref, "m1", T4, rules), settings, GOLD_CUSTOMER_PROFILE)
     table = read_table(spark, settings, GOLD_CUSTOMER_PROFILE)
-    assert table.schema.simpleString() == CUSTOMER_PROFILE.simpleString()
+    assert table.schema.simpleString() == spark_schema(CUSTOMER_PROFILE).simpleString()
     return {row.customer_id: row for row in table.collect()}
 
 

@@ -1,9 +1,15 @@
-"""A throwaway PostgreSQL server for tests: a fresh cluster in a temp folder, on a unix socket.
+"""A throwaway PostgreSQL server: a fresh cluster in a temp folder, on a unix socket, gone after.
+
+The tests of the PostgreSQL store and the serving benchmark (``bench/serving.py``) both need a
+real server and neither may assume one is running. It lives here, beside the store it serves,
+because this package is installed with the project while ``tests/`` is not: the benchmark then
+runs from an installed copy too. It imports nothing beyond the standard library and starts
+nothing until called.
 
 It uses the server binaries of the Debian ``postgresql`` package (``.ci/run`` installs them).
-Without them the PostgreSQL tests skip, saying why, except under CI (``CI=true``), where a
-missing server is a failure. ``initdb`` refuses to run as root, so as root the cluster runs as
-the ``postgres`` user the package creates.
+``initdb`` refuses to run as root, so as root the cluster runs as the ``postgres`` user the
+package creates. Callers decide what a missing server means: the tests skip (fail under CI),
+the benchmark measures SQLite only.
 """
 
 from __future__ import annotations
@@ -17,8 +23,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 _PORT = 54329
 
 
@@ -31,24 +35,14 @@ def server_binaries() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def require_binaries() -> Path:
-    binaries = server_binaries()
-    if binaries is None:
-        reason = "PostgreSQL server binaries not found (apt-get install postgresql)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
-        pytest.skip(reason)
-    return binaries
-
-
 def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """Start a cluster, yield its URL, stop it and delete it."""
-    binaries = require_binaries()
+def throwaway_postgres(binaries: Path) -> Iterator[str]:
+    """Start a cluster with the server programs in ``binaries``, yield its URL, stop it and
+    delete it."""
     folder = Path(tempfile.mkdtemp(prefix="omnicdp-pg-"))
     data = folder / "data"
     if os.geteuid() == 0:

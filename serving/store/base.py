@@ -1,8 +1,7 @@
-"""The serving store: what agent tools read in milliseconds, published from gold.
-
-One small interface (``ServingStore``) and one class per backend: ``SQLiteStore`` (an embedded
-file, the default) and ``PostgresStore`` (at scale). The SQL is shared; a backend only says how
-to connect, how to spell a query parameter and how to bulk-load rows.
+"""What every serving store shares: its tables, its records, and the one interface
+(``ServingStore``) with all of its SQL. A backend (``serving.store.sqlite``,
+``serving.store.postgres``) only says how to connect, how to spell a query parameter and how to
+bulk-load rows.
 
 Publishing writes every table of a new *generation* (``g<N>_customer``, ``g<N>_lookup_key``...)
 and moves the pointer row in ``serving_state`` to it in the same transaction, so readers see the
@@ -26,7 +25,6 @@ API keys live in ``api_keys``, outside any generation: publishing never touches 
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -34,11 +32,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
 
 _BATCH_ROWS = 10_000
 _ERASE_BATCH = 500  # ids per DELETE: twice that stays under SQLite's 999 bound variables
@@ -507,105 +502,3 @@ def _of_customers(
                 "being replaced"
             )
         yield row
-
-
-class SQLiteStore(ServingStore):
-    """One local file in WAL mode: readers never wait for the publisher, nor it for them."""
-
-    def __init__(self, url: str) -> None:
-        self.path = Path(url.removeprefix("sqlite:///"))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(url)
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute("PRAGMA mmap_size = 1073741824")
-        return connection
-
-    @contextmanager
-    def writer(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connect()
-        connection.execute("PRAGMA cache_size = -262144")  # 256 MiB for index builds
-        try:
-            connection.execute("BEGIN IMMEDIATE")  # one writer; readers carry on in WAL mode
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL small
-        finally:
-            connection.close()
-
-    def bulk_insert(
-        self,
-        connection: sqlite3.Connection,
-        table: str,
-        columns: Sequence[str],
-        rows: list[Sequence[Any]],
-    ) -> None:
-        marks = ", ".join("?" * len(columns))
-        connection.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
-
-
-class PostgresStore(ServingStore):
-    """A PostgreSQL database; everything lives in its own ``omnicdp`` schema."""
-
-    placeholder = "%s"
-    schema = "omnicdp"
-
-    def _connect(self) -> psycopg.Connection:
-        connection = psycopg.connect(self._conninfo, autocommit=True)
-        connection.execute(f"SET search_path TO {self.schema}")
-        return connection
-
-    @property
-    def _conninfo(self) -> str:
-        return self.url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-    def _is_usable(self, connection: psycopg.Connection) -> bool:
-        return not (connection.closed or connection.broken)
-
-    @contextmanager
-    def writer(self) -> Iterator[psycopg.Connection]:
-        with psycopg.connect(self._conninfo) as connection:  # commits on success, else rolls back
-            connection.execute("SELECT pg_advisory_xact_lock(hashtext('omnicdp.serving'))")
-            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-            connection.execute(f"SET LOCAL search_path TO {self.schema}")
-            yield connection
-
-    def bulk_insert(
-        self,
-        connection: psycopg.Connection,
-        table: str,
-        columns: Sequence[str],
-        rows: list[Sequence[Any]],
-    ) -> None:
-        with (
-            connection.cursor() as cursor,
-            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-
-
-_BACKENDS: dict[str, type[ServingStore]] = {
-    "sqlite": SQLiteStore,
-    "postgresql": PostgresStore,
-    "postgresql+psycopg": PostgresStore,
-    "postgres": PostgresStore,
-}
-
-
-def open_store(url: str) -> ServingStore:
-    """The store a URL names: ``sqlite:///path/file.sqlite`` or ``postgresql://...``."""
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    backend = _BACKENDS.get(scheme)
-    if backend is None:
-        raise ValueError(
-            f"serving store URL must start with sqlite:/// or postgresql:// (got {scheme or url!r})"
-        )
-    return backend(url)
