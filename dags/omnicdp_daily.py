@@ -63,8 +63,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import TriggerRule, chain, dag, task
 
-from jobs import orchestration as steps
-from jobs.orchestration import spark_step
+from jobs.orchestration import tasks
+from jobs.orchestration.tasks import spark_step
 from schemas.catalog import Stage
 
 # The steps in order (task ids); the run report reads their summaries.
@@ -88,15 +88,15 @@ STEPS = (
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=steps.DEFAULT_ARGS,
-    tags=[*steps.TAGS, "daily", "bronze", "silver", "gold"],
+    default_args=tasks.DEFAULT_ARGS,
+    tags=[*tasks.TAGS, "daily", "bronze", "silver", "gold"],
     doc_md=__doc__,
 )
 def omnicdp_daily() -> None:
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def run_report() -> dict:
         """Write the run report, also after a failed step; fail if any step has no result."""
-        return steps.run_report(STEPS)
+        return tasks.run_report(STEPS)
 
     chain(
         spark_step("ingest"),
@@ -104,10 +104,10 @@ def omnicdp_daily() -> None:
         spark_step("standardize"),
         spark_step("gate_silver"),
         spark_step("resolve_identities"),
-        spark_step("gate_gold", outlets=steps.assets(Stage.IDENTITY)),
+        spark_step("gate_gold", outlets=tasks.assets(Stage.IDENTITY)),
         spark_step("curate"),
         spark_step("build_segments"),
-        spark_step("gate_curated", outlets=steps.assets(Stage.CURATED, Stage.SEGMENTS)),
+        spark_step("gate_curated", outlets=tasks.assets(Stage.CURATED, Stage.SEGMENTS)),
         spark_step("publish"),
         run_report(),
     )

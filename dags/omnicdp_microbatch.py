@@ -32,8 +32,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import chain, dag
 
-from jobs import orchestration as steps
-from jobs.orchestration import spark_step
+from jobs.orchestration import tasks
+from jobs.orchestration.tasks import spark_step
 
 
 @dag(
@@ -44,11 +44,11 @@ from jobs.orchestration import spark_step
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=30),
     default_args={
-        **steps.DEFAULT_ARGS,
+        **tasks.DEFAULT_ARGS,
         "retry_delay": timedelta(seconds=30),
         "execution_timeout": timedelta(minutes=20),
     },
-    tags=[*steps.TAGS, "microbatch", "web", "app"],
+    tags=[*tasks.TAGS, "microbatch", "web", "app"],
     doc_md=__doc__,
 )
 def omnicdp_microbatch() -> None:

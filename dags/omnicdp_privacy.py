@@ -27,8 +27,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import chain, dag
 
-from jobs import orchestration as steps
-from jobs.orchestration import spark_step
+from jobs.orchestration import tasks
+from jobs.orchestration.tasks import spark_step
 
 
 @dag(
@@ -37,8 +37,8 @@ from jobs.orchestration import spark_step
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=steps.DEFAULT_ARGS,
-    tags=[*steps.TAGS, "privacy", "erasure"],
+    default_args=tasks.DEFAULT_ARGS,
+    tags=[*tasks.TAGS, "privacy", "erasure"],
     doc_md=__doc__,
 )
 def omnicdp_privacy() -> None:

@@ -5,9 +5,9 @@ results into the Data Docs site, and returns a :class:`GateResult`; when any exp
 met it raises :class:`GateFailed`, whose message names the table, the expectation, the column
 and how many rows failed, never the values (they may be names, emails or phones).
 
-The DAGs call ``run_gate`` through ``jobs.orchestration``. This module imports Great
-Expectations only when a gate runs, so Airflow can parse the DAGs (and resolve
-:class:`GateFailed` for their retry policy) without loading it.
+The DAGs call ``run_gate`` through the step registry (``jobs.orchestration.steps``). This
+module imports Great Expectations only when a gate runs, so Airflow can parse the DAGs (and
+resolve :class:`GateFailed` for their retry policy) without loading it.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO / "dags"
+STEP_APPLICATION = REPO / "jobs" / "orchestration" / "spark_app" / "run_step.py"
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DAG_ID = "omnicdp_daily"
 PIPELINE = (
@@ -248,7 +249,7 @@ def test_with_spark_submit_every_spark_step_is_submitted(
                 assert not isinstance(task, SparkSubmitOperator), task.task_id
                 continue
             assert isinstance(task, SparkSubmitOperator), task.task_id
-            assert task.application == str(REPO / "jobs" / "spark_app" / "run_step.py")
+            assert task.application == str(STEP_APPLICATION)
             assert task.application_args == [task.task_id, "{{ dag.dag_id }}", "{{ run_id }}"]
             assert task._conn_id == "omnicdp_spark"
             assert task.env_vars["OMNICDP_LAKEHOUSE"] == os.environ["OMNICDP_LAKEHOUSE"]

@@ -1,10 +1,11 @@
 """Spark steps through spark-submit: the operator the DAGs use when ``Settings.spark_submit`` is on.
 
-:class:`SparkStepOperator` is a SparkSubmitOperator that submits ``jobs/spark_app/run_step.py``
-with the step's name, and behaves like the in-process task towards the rest of the DAG:
+:class:`SparkStepOperator` is a SparkSubmitOperator that submits
+``jobs/orchestration/spark_app/run_step.py`` with the step's name, and behaves like the
+in-process task towards the rest of the DAG:
 
 - it returns the step's summary as its XCom (read from the outcome file the application wrote,
-  ``jobs.orchestration.step_outcome_path``), so the run report and the UI see the same summary;
+  :mod:`jobs.orchestration.outcome`), so the run report and the UI see the same summary;
 - a failed quality gate raises the same :class:`GateFailed`, rebuilt from that file, so the
   retry policy fails it at once instead of re-running a gate on the same data, and its message
   (table, expectation, column, row counts) ends the task log;
@@ -25,7 +26,6 @@ can reach.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,8 +34,7 @@ from urllib.parse import urlsplit
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.log import mask_secret
 
-from expectations.gate import GateFailed, GateResult
-from jobs.orchestration import step_outcome_path
+from jobs.orchestration.outcome import raise_gate_failure, read_summary, step_outcome_path
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,9 +67,9 @@ class SparkStepOperator(SparkSubmitOperator):
         try:
             super().execute(context)
         except Exception:
-            _raise_gate_failure(outcome)
+            raise_gate_failure(outcome)
             raise
-        return _summary(outcome)
+        return read_summary(outcome)
 
 
 def omnicdp_environment() -> dict[str, str]:
@@ -81,21 +80,3 @@ def omnicdp_environment() -> dict[str, str]:
         if "://" in value and (password := urlsplit(value).password):
             mask_secret(password)
     return env
-
-
-def _read(outcome: Path) -> dict[str, Any] | None:
-    return json.loads(outcome.read_text(encoding="utf-8")) if outcome.exists() else None
-
-
-def _raise_gate_failure(outcome: Path) -> None:
-    """Raise the gate's own exception if the submitted step was a gate that failed."""
-    written = _read(outcome)
-    if written and "gate_failed" in written:
-        raise GateFailed(GateResult.from_dict(written["gate_failed"])) from None
-
-
-def _summary(outcome: Path) -> dict[str, Any]:
-    written = _read(outcome)
-    if not written or "summary" not in written:
-        raise RuntimeError(f"spark-submit succeeded but the step left no summary in {outcome}")
-    return written["summary"]

@@ -1,1 +1,0 @@
-"""The application spark-submit runs for a pipeline step (``run_step.py``); see jobs.submit."""
