@@ -644,7 +644,12 @@ def test_curate_customers_again_changes_nothing(
 def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
     spark: SparkSession, settings: Settings
 ) -> None:
-    table = Table(GOLD_CUSTOMER_360.layer, "replace_test", "replace_customer_rows test table")
+    table = Table(
+        GOLD_CUSTOMER_360.layer,
+        "replace_test",
+        "replace_customer_rows test table",
+        GOLD_CUSTOMER_360.stage,
+    )
     schema = "customer_id string, record_id string, note string, weights map<string,int>"
     old = [
         ("A", "r1", "kept", {"x": 1, "y": 2}),
