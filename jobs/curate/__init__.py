@@ -54,7 +54,6 @@ from jobs.curate.rules import (
     CurationRules,
     RuleError,
     checked_predicate,
-    describe_validation_error,
     load_rules,
 )
 from jobs.curate.run import CurateSummary, CustomerTables, curate, curate_customers
@@ -68,7 +67,6 @@ __all__ = [
     "checked_predicate",
     "curate",
     "curate_customers",
-    "describe_validation_error",
     "load_rules",
     "next_best_action",
 ]

@@ -6,12 +6,13 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
+
+from schemas.rule_files import load_rule_file
 
 
 class _Strict(BaseModel):
@@ -68,24 +69,8 @@ class RuleError(ValueError):
 
 
 def load_rules(path: Path) -> CurationRules:
-    """Read and check the rules file; a mistake names the file and the field."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise RuleError(f"{path}: cannot read the rules file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise RuleError(f"{path}: not valid YAML: {err}") from None
-    try:
-        return CurationRules.model_validate(data)
-    except ValidationError as err:
-        raise RuleError(f"{path}: {describe_validation_error(err)}") from None
-
-
-def describe_validation_error(err: ValidationError) -> str:
-    """Pydantic's errors as ``field.path: message`` without echoing the input values."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in err.errors()
-    )
+    """Read and check the rules file; a mistake names the file, the line and the field."""
+    return load_rule_file(path, CurationRules, error=RuleError)
 
 
 # Spark SQL functions that call arbitrary Java methods: never needed to select customers.
