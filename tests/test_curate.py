@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
 
 from jobs.curate import (
     ActionRule,
@@ -57,6 +56,7 @@ from schemas.tables import (
     IDENTITY_XREF,
     INTERACTIONS,
 )
+from tests.builders import frame, owners_of, xref_rows
 
 AS_OF = datetime(2026, 11, 3, 18, 0)
 _CHANNELS = {"pos": "store", "web": "web", "app": "app", "call_center": "call_center"}
@@ -150,13 +150,6 @@ PROFILES = [
 ]  # fmt: skip
 
 
-def frame(spark: SparkSession, rows: list[dict], schema: StructType) -> DataFrame:
-    """Rows given as dicts (missing fields null) as a DataFrame of exactly ``schema``."""
-    return spark.createDataFrame(
-        [tuple(row.get(f.name) for f in schema.fields) for row in rows], schema
-    )
-
-
 def save(df: DataFrame, settings: Settings, table: Table) -> None:
     df.write.format("delta").mode("overwrite").save(table.path(settings))
 
@@ -164,17 +157,7 @@ def save(df: DataFrame, settings: Settings, table: Table) -> None:
 def write_inputs(spark: SparkSession, settings: Settings) -> None:
     """The hand-made silver interactions and gold identity tables, at their catalog paths."""
     resolved = datetime(2026, 11, 4)
-    xref = [
-        {
-            "record_id": record,
-            "source": record.split(":")[0],
-            "customer_id": customer,
-            "cluster_size": len(records),
-            "resolved_at": resolved,
-        }
-        for customer, records in MEMBERS.items()
-        for record in records
-    ]
+    xref = xref_rows(owners_of(MEMBERS), resolved)
     profiles = [
         {"record_count": len(MEMBERS[p["customer_id"]]), "model_version": "test",
          "resolved_at": resolved, **p}
