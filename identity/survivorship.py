@@ -13,7 +13,7 @@ The rule and its tie-breakers form one chain; the smallest ``record_id`` always 
 rules file cannot leave the choice to chance. The file is checked as a whole before any data is
 read: every attribute needs a rule, unknown keys, rule kinds and sources are refused, and a
 source list must be given exactly when a rule in the chain uses it. Errors name the file, the
-attribute and the bad value (rule files hold rule names and source names, never customer data).
+attribute, the line and the bad value (rule files hold rule and source names, never customer data).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, RootModel, field_validator, model_validator
 
+from schemas.rule_files import load_rule_file
 from schemas.sources import SOURCES
 from schemas.tables import SURVIVED_ATTRIBUTES
 
@@ -81,42 +81,25 @@ class AttributeRule(BaseModel):
 SurvivorshipRules = Mapping[str, AttributeRule]  # attribute (SURVIVED_ATTRIBUTES key) -> rule
 
 
+class SurvivorshipFile(RootModel[dict[str, AttributeRule]]):
+    """The whole rules file: one rule for each attribute of ``SURVIVED_ATTRIBUTES``, no other."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_attribute_once(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # validation says it is not a mapping of attribute: rule
+        problems = [
+            *[f"{name}: unknown attribute" for name in data if name not in SURVIVED_ATTRIBUTES],
+            *[f"{name}: no rule given" for name in SURVIVED_ATTRIBUTES if name not in data],
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return data
+
+
 def load_survivorship_rules(path: Path) -> SurvivorshipRules:
-    """Read and check a rules file; every problem found is reported in one error."""
-    data = _read_yaml(path)
-    problems = [
-        *[f"{name}: unknown attribute" for name in data if name not in SURVIVED_ATTRIBUTES],
-        *[f"{name}: no rule given" for name in SURVIVED_ATTRIBUTES if name not in data],
-    ]
-    rules: dict[str, AttributeRule] = {}
-    for name in SURVIVED_ATTRIBUTES:
-        if name not in data:
-            continue
-        try:
-            rules[name] = AttributeRule.model_validate(data[name])
-        except ValidationError as err:
-            problems.extend(f"{name}{_describe(e)}" for e in err.errors())
-    if problems:
-        raise SurvivorshipRuleError(f"{path}: " + "; ".join(problems))
-    return rules
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise SurvivorshipRuleError(f"{path}: cannot read the file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise SurvivorshipRuleError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise SurvivorshipRuleError(f"{path}: expected a mapping of attribute: rule")
-    return data
-
-
-def _describe(error: Any) -> str:
-    """``.field.index: 'value': message`` for one pydantic error (the value when it is one)."""
-    where = "".join(f".{part}" for part in error["loc"])
-    value = error.get("input")
-    shown = f" '{value}':" if isinstance(value, str | int | float) else ""
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}:{shown} {message}"
+    """Read and check a rules file: the attribute names first, then every rule's problems in one
+    error. Rule files hold rule and source names only, so the message shows the bad values."""
+    rules = load_rule_file(path, SurvivorshipFile, error=SurvivorshipRuleError, show_values=True)
+    return rules.root

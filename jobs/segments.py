@@ -40,23 +40,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveInt,
-    StringConstraints,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StringConstraints
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.curate import (
-    RuleError,
-    checked_predicate,
-    describe_validation_error,
-)
+from jobs.curate import RuleError, checked_predicate
 from jobs.lakehouse.spark_schema import conform
 from schemas.catalog import (
     GOLD_CUSTOMER_360,
@@ -66,6 +54,7 @@ from schemas.catalog import (
     Table,
 )
 from schemas.consent import CONSENT_PURPOSES, ConsentPurpose
+from schemas.rule_files import load_rule_file
 from schemas.settings import Settings
 from schemas.tables import SEGMENT_MEMBERSHIP
 
@@ -137,16 +126,14 @@ def load_segments(folder: Path) -> list[Segment]:
 
 
 def _load_one(path: Path) -> Segment:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SegmentError(f"{path}: not valid YAML: {err}") from None
-    name = data.get("name", "?") if isinstance(data, dict) else "?"
-    try:
-        definition = SegmentDefinition.model_validate(data)
-    except ValidationError as err:
-        raise SegmentError(f"{path}: segment '{name}': {describe_validation_error(err)}") from None
+    definition = load_rule_file(path, SegmentDefinition, error=SegmentError, label=_segment_label)
     return Segment(definition, path)
+
+
+def _segment_label(data: object) -> str:
+    """How a definition's mistakes name it: by the name it gives, "?" if none."""
+    name = data.get("name", "?") if isinstance(data, dict) else "?"
+    return f"segment '{name}'"
 
 
 def segment_candidates(

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.rule_files import load_rule_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by ``OMNICDP_CONFIG``; missing variable means no file."""
+    """Reads the YAML file named by ``OMNICDP_CONFIG``; missing variable means no file.
+
+    The file is checked on its own (:func:`schemas.rule_files.load_rule_file`), so a mistake
+    names the file, line and setting, and never echoes a value (a serving URL can hold a
+    password); its settings then take their place between the environment and the defaults.
+    """
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -29,15 +36,16 @@ class _YamlSource(PydanticBaseSettingsSource):
         path = os.environ.get("OMNICDP_CONFIG")
         if not path:
             return {}
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as err:
-            raise ValueError(
-                f"OMNICDP_CONFIG={path}: cannot read the file ({err.strerror})"
-            ) from err
-        if not isinstance(data, dict):
-            raise ValueError(f"OMNICDP_CONFIG={path}: expected a mapping of setting: value")
-        return data
+        return load_rule_file(Path(path), _settings_file()).model_dump(exclude_unset=True)
+
+
+@cache
+def _settings_file() -> type[BaseModel]:
+    """The settings as a plain model: validating ``Settings`` itself would read the sources."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in Settings.model_fields.items()
+    }
+    return create_model("SettingsFile", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 class Settings(BaseSettings):

@@ -37,7 +37,6 @@ from jobs.curate import (
     next_best_action,
 )
 from jobs.lakehouse.delta import overwrite_table, replace_customer_rows, store_customer_rows
-from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -57,7 +56,7 @@ from schemas.tables import (
     IDENTITY_XREF,
     INTERACTIONS,
 )
-from schemas.types import Struct
+from tests.builders import frame, owners_of, xref_rows
 
 AS_OF = datetime(2026, 11, 3, 18, 0)
 _CHANNELS = {"pos": "store", "web": "web", "app": "app", "call_center": "call_center"}
@@ -151,13 +150,6 @@ PROFILES = [
 ]  # fmt: skip
 
 
-def frame(spark: SparkSession, rows: list[dict], schema: Struct) -> DataFrame:
-    """Rows given as dicts (missing fields null) as a DataFrame of exactly ``schema``."""
-    return spark.createDataFrame(
-        [tuple(row.get(f.name) for f in schema.fields) for row in rows], spark_schema(schema)
-    )
-
-
 def save(df: DataFrame, settings: Settings, table: Table) -> None:
     df.write.format("delta").mode("overwrite").save(table.path(settings))
 
@@ -165,17 +157,7 @@ def save(df: DataFrame, settings: Settings, table: Table) -> None:
 def write_inputs(spark: SparkSession, settings: Settings) -> None:
     """The hand-made silver interactions and gold identity tables, at their catalog paths."""
     resolved = datetime(2026, 11, 4)
-    xref = [
-        {
-            "record_id": record,
-            "source": record.split(":")[0],
-            "customer_id": customer,
-            "cluster_size": len(records),
-            "resolved_at": resolved,
-        }
-        for customer, records in MEMBERS.items()
-        for record in records
-    ]
+    xref = xref_rows(owners_of(MEMBERS), resolved)
     profiles = [
         {"record_count": len(MEMBERS[p["customer_id"]]), "model_version": "test",
          "resolved_at": resolved, **p}
@@ -645,7 +627,12 @@ def test_curate_customers_again_changes_nothing(
 def test_replace_customer_rows_deletes_what_a_customer_no_longer_has(
     spark: SparkSession, settings: Settings
 ) -> None:
-    table = Table(GOLD_CUSTOMER_360.layer, "replace_test", "replace_customer_rows test table")
+    table = Table(
+        GOLD_CUSTOMER_360.layer,
+        "replace_test",
+        "replace_customer_rows test table",
+        GOLD_CUSTOMER_360.stage,
+    )
     schema = "customer_id string, record_id string, note string, weights map<string,int>"
     old = [
         ("A", "r1", "kept", {"x": 1, "y": 2}),

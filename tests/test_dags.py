@@ -33,7 +33,6 @@ import pytest
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.lakehouse.spark_schema import spark_schema
 from jobs.privacy import IdentifierKind, request_erasure
 from jobs.simulate import simulate
 from schemas.catalog import (
@@ -50,6 +49,7 @@ from schemas.catalog import (
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
 from serving.store import open_store
+from tests.builders import frame, record, xref_rows
 
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
@@ -261,17 +261,13 @@ def test_with_spark_submit_every_spark_step_is_submitted(
 def tiny_lakehouse(spark: SparkSession, settings: Settings, email: str) -> None:
     """One silver record with ``email`` and no interactions, resolved to customer C1: the
     least an erasure finds something in."""
-    record = dict.fromkeys(CUSTOMER_RECORDS.names)
-    record |= {"record_id": "web:r1", "source": "web", "source_key": "r1", "email": email}
-    xref = [("web:r1", "web", "C1", 1, datetime(2026, 11, 1, tzinfo=UTC))]
+    xref = xref_rows({"web:r1": "C1"}, datetime(2026, 11, 1, tzinfo=UTC))
     for table, rows, schema in (
-        (SILVER_CUSTOMER_RECORDS, [record], CUSTOMER_RECORDS),
+        (SILVER_CUSTOMER_RECORDS, [record("web", "r1", email=email)], CUSTOMER_RECORDS),
         (SILVER_INTERACTIONS, [], INTERACTIONS),
         (GOLD_IDENTITY_XREF, xref, IDENTITY_XREF),
     ):
-        spark.createDataFrame(rows, spark_schema(schema)).write.format("delta").save(
-            table.path(settings)
-        )
+        frame(spark, rows, schema).write.format("delta").save(table.path(settings))
 
 
 def test_privacy_dag_with_spark_submit_erases_through_the_step_application(

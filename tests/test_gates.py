@@ -23,7 +23,6 @@ from pyspark.sql import functions as F
 
 from expectations.gate import GateFailed, run_gate
 from jobs.ingest import ingest_batch
-from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import (
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
@@ -53,6 +52,7 @@ from schemas.tables import (
 from schemas.types import DOUBLE, Field, Struct
 from serving.store import open_store
 from serving.store.base import CUSTOMER
+from tests.builders import frame, record_of, table_row, xref_row
 from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
 from tests.test_ingest import pos_file
 
@@ -61,23 +61,14 @@ MALFORMED_EMAILS = ("minji.kim@@example", "Anna.Schmidt@Example.DE")
 
 
 def customer_record(record_id: str, **fields: Any) -> dict[str, Any]:
-    source, key = record_id.split(":", 1)
-    row: dict[str, Any] = dict.fromkeys(CUSTOMER_RECORDS.names)
-    row.update(
-        record_id=record_id,
-        source=source,
-        source_key=key,
-        first_seen_at=SEEN,
-        last_seen_at=SEEN,
-        interaction_count=1,
-    )
-    return {**row, **fields}
+    """A silver record seen once, at ``SEEN``."""
+    return record_of(record_id, **{"first_seen_at": SEEN, "last_seen_at": SEEN, **fields})
 
 
 def interaction(interaction_id: str, record_id: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(INTERACTIONS.names)
     source = interaction_id.split(":", 1)[0]
-    row.update(
+    return table_row(
+        INTERACTIONS,
         interaction_id=interaction_id,
         source=source,
         channel=source,
@@ -87,7 +78,6 @@ def interaction(interaction_id: str, record_id: str | None) -> dict[str, Any]:
         source_file=f"{source}/2026-11-01/export.csv",
         line_no=2,
     )
-    return row
 
 
 GOOD_RECORDS = [
@@ -112,12 +102,7 @@ INTERACTIONS_ROWS = [
 def write(
     spark: SparkSession, settings: Settings, table: Table, rows: list, schema: Struct
 ) -> None:
-    (
-        spark.createDataFrame(rows, spark_schema(schema))
-        .write.format("delta")
-        .mode("overwrite")
-        .save(table.path(settings))
-    )
+    frame(spark, rows, schema).write.format("delta").mode("overwrite").save(table.path(settings))
 
 
 def write_silver(spark: SparkSession, settings: Settings, records: DataFrame) -> None:
@@ -126,12 +111,12 @@ def write_silver(spark: SparkSession, settings: Settings, records: DataFrame) ->
 
 
 def good_records(spark: SparkSession) -> DataFrame:
-    return spark.createDataFrame(GOOD_RECORDS, spark_schema(CUSTOMER_RECORDS))
+    return frame(spark, GOOD_RECORDS, CUSTOMER_RECORDS)
 
 
 def bad_records(spark: SparkSession) -> DataFrame:
     """A duplicated record id, malformed emails, and email consent as text ('yes')."""
-    records = spark.createDataFrame(BAD_RECORDS, spark_schema(CUSTOMER_RECORDS))
+    records = frame(spark, BAD_RECORDS, CUSTOMER_RECORDS)
     return records.withColumn("email_opt_in", F.when(F.col("email_opt_in"), "yes"))
 
 
@@ -186,22 +171,14 @@ def test_silver_gate_names_duplicates_and_bad_emails_without_values(
 # --- gold ----------------------------------------------------------------------------------
 
 
-def xref(record_id: str, customer_id: str, cluster_size: int) -> dict[str, Any]:
-    source = record_id.split(":", 1)[0]
-    return {
-        "record_id": record_id,
-        "source": source,
-        "customer_id": customer_id,
-        "cluster_size": cluster_size,
-        "resolved_at": SEEN,
-    }
-
-
 def profile(customer_id: str, record_count: int, **cited: tuple[Any, str | None]) -> dict[str, Any]:
     """A golden record; ``cited`` gives attributes as ``column=(value, cited record_id)``."""
-    row: dict[str, Any] = dict.fromkeys(CUSTOMER_PROFILE.names)
-    row.update(
-        customer_id=customer_id, record_count=record_count, model_version="m1", resolved_at=SEEN
+    row = table_row(
+        CUSTOMER_PROFILE,
+        customer_id=customer_id,
+        record_count=record_count,
+        model_version="m1",
+        resolved_at=SEEN,
     )
     row.update({column: value for column, (value, _) in cited.items()})
     row["provenance"] = {
@@ -228,10 +205,10 @@ def test_gold_gate_finds_records_mapped_twice_or_never_missing_profiles_and_unci
         settings,
         GOLD_IDENTITY_XREF,
         [
-            xref(records[0], "C1", 2),
-            xref(records[1], "C1", 2),
-            xref(records[2], "C2", 1),
-            xref(records[2], "C3", 1),  # one record in two customers; call_center:c7 in none
+            xref_row(records[0], "C1", 2, SEEN),
+            xref_row(records[1], "C1", 2, SEEN),
+            xref_row(records[2], "C2", 1, SEEN),
+            xref_row(records[2], "C3", 1, SEEN),  # one record, two customers; call_center:c7, none
         ],
         IDENTITY_XREF,
     )
@@ -251,7 +228,7 @@ def test_gold_gate_finds_records_mapped_twice_or_never_missing_profiles_and_unci
         CUSTOMER_PROFILE,
     )
     links = Struct(Field("match_probability", DOUBLE))
-    write(spark, settings, GOLD_IDENTITY_LINKS, [(0.97,)], links)
+    write(spark, settings, GOLD_IDENTITY_LINKS, [{"match_probability": 0.97}], links)
 
     with pytest.raises(GateFailed) as failed:
         run_gate(spark, settings, "gold")
@@ -283,7 +260,7 @@ def test_gold_gate_finds_records_mapped_twice_or_never_missing_profiles_and_unci
 
 def row_of(schema: Struct, **values: Any) -> dict[str, Any]:
     """A row of ``schema`` with ``values`` and nulls elsewhere (``as_of`` set)."""
-    return {**dict.fromkeys(schema.names), "as_of": SEEN, **values}
+    return table_row(schema, **{"as_of": SEEN, **values})
 
 
 def test_curated_gate_finds_missing_screens_unconsented_members_and_broken_timelines(
@@ -326,10 +303,10 @@ def test_curated_gate_finds_missing_screens_unconsented_members_and_broken_timel
         spark,
         settings,
         GOLD_CUSTOMER_TIMELINE,
-        [{**dict.fromkeys(CUSTOMER_TIMELINE.names), "customer_id": "C1", "seq": 1, **step}] * 2,
+        [table_row(CUSTOMER_TIMELINE, customer_id="C1", seq=1, **step)] * 2,
         CUSTOMER_TIMELINE,
     )
-    journey = {**dict.fromkeys(JOURNEY_METRICS.names), "day": SEEN.date(), "channel": "web"}
+    journey = table_row(JOURNEY_METRICS, day=SEEN.date(), channel="web")
     write(
         spark, settings, GOLD_JOURNEY_METRICS, [{**journey, "adoption_rate": 1.5}], JOURNEY_METRICS
     )

@@ -34,8 +34,8 @@ from schemas.catalog import (
     SILVER_INTERACTIONS,
 )
 from schemas.settings import Settings
-from schemas.sources import record_id
 from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
+from tests.builders import frame, record, table_row, xref_rows
 
 MUELLER_HOME = {
     "phone": "+498930124477",
@@ -48,17 +48,7 @@ MUELLER_HOME = {
 
 def rec(person: str, source: str, key: str, **fields: Any) -> tuple[str, dict[str, Any]]:
     """One silver customer record of ``person`` (the truth label travels beside it)."""
-    row: dict[str, Any] = dict.fromkeys(CUSTOMER_RECORDS.names)
-    row.update(
-        record_id=record_id(source, key),
-        source=source,
-        source_key=key,
-        first_seen_at=datetime(2026, 1, 1),
-        last_seen_at=datetime(2026, 6, 1),
-        interaction_count=1,
-    )
-    row.update(fields)
-    return person, row
+    return person, record(source, key, **fields)
 
 
 def population() -> list[tuple[str, dict[str, Any]]]:
@@ -417,20 +407,19 @@ def population() -> list[tuple[str, dict[str, Any]]]:
 
 def interactions() -> list[dict[str, Any]]:
     """Anna's complaint: a DM and a call under one case id (the call center's record key)."""
-    base: dict[str, Any] = dict.fromkeys(INTERACTIONS.names)
     return [
-        {
-            **base,
-            "interaction_id": f"i{n}",
-            "source": source,
-            "channel": source,
-            "record_id": rid,
-            "ts": datetime(2026, 5, n),
-            "type": kind,
-            "case_id": "CASE-1",
-            "source_file": f"{source}/2026-05-0{n}/x",
-            "line_no": n,
-        }
+        table_row(
+            INTERACTIONS,
+            interaction_id=f"i{n}",
+            source=source,
+            channel=source,
+            record_id=rid,
+            ts=datetime(2026, 5, n),
+            type=kind,
+            case_id="CASE-1",
+            source_file=f"{source}/2026-05-0{n}/x",
+            line_no=n,
+        )
         for n, (source, rid, kind) in enumerate(
             [
                 ("social", "social:anna_s", "dm_inbound"),
@@ -447,9 +436,9 @@ def write_silver(spark: SparkSession, settings: Settings) -> None:
         (SILVER_CUSTOMER_RECORDS, [row for _, row in population()], CUSTOMER_RECORDS),
         (SILVER_INTERACTIONS, interactions(), INTERACTIONS),
     ):
-        spark.createDataFrame(rows, spark_schema(schema)).write.format("delta").mode(
-            "overwrite"
-        ).save(table.path(settings))
+        frame(spark, rows, schema).write.format("delta").mode("overwrite").save(
+            table.path(settings)
+        )
 
 
 def columns(schema: StructType) -> list[tuple[str, str]]:
@@ -570,12 +559,8 @@ def test_evaluate_counts_pairs_and_bcubed(
     # Persons: A = a1 a2 a3, B = b1 b2, C = c1. Customers: X = a1 a2 b1, Y = a3, Z = b2 c1.
     # d1 is resolved but not in the truth; e1 is in the truth but was never resolved.
     clusters = {"a1": "X", "a2": "X", "b1": "X", "a3": "Y", "b2": "Z", "c1": "Z", "d1": "W"}
-    size = {c: list(clusters.values()).count(c) for c in clusters.values()}
-    now = datetime(2026, 6, 1)
-    xref = [(f"pos:{k}", "pos", c, size[c], now) for k, c in clusters.items()]
-    spark.createDataFrame(xref, spark_schema(IDENTITY_XREF)).write.format("delta").save(
-        GOLD_IDENTITY_XREF.path(settings)
-    )
+    xref = xref_rows({f"pos:{k}": c for k, c in clusters.items()}, datetime(2026, 6, 1))
+    frame(spark, xref, IDENTITY_XREF).write.format("delta").save(GOLD_IDENTITY_XREF.path(settings))
     truth = tmp_path / "truth.csv"
     people = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B", "c1": "C", "e1": "E"}
     truth.write_text(

@@ -44,7 +44,8 @@ from schemas.catalog import (
 )
 from schemas.settings import PROJECT_ROOT, Settings
 from schemas.tables import CUSTOMER_360, CUSTOMER_PROFILE, CUSTOMER_TIMELINE
-from tests.test_curate import frame, module_settings, save
+from tests.builders import frame
+from tests.test_curate import module_settings, save
 
 AS_OF = datetime(2026, 11, 10, 12, 0)
 

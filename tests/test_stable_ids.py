@@ -25,6 +25,7 @@ from identity.stable_ids import (
 )
 from schemas.catalog import GOLD_CUSTOMER_ID_HISTORY, GOLD_IDENTITY_XREF
 from schemas.settings import Settings
+from tests.builders import clusters_frame
 
 
 def first_id(record_id: str) -> str:
@@ -34,10 +35,7 @@ def first_id(record_id: str) -> str:
 
 def run(spark: SparkSession, settings: Settings, clusters: dict[str, list[str]]) -> dict:
     """One resolution run on ``clusters`` (cluster -> record ids); the new record -> id map."""
-    frame = spark.createDataFrame(
-        [(r, r.split(":")[0], c) for c, records in clusters.items() for r in records],
-        "record_id string, source string, cluster_id string",
-    )
+    frame = clusters_frame(spark, clusters)
     previous = previous_ids(spark, settings)
     write_ids(spark, settings, frame, previous, datetime(2026, 11, 24), "m-test")
     xref = spark.read.format("delta").load(GOLD_IDENTITY_XREF.path(settings))
@@ -153,10 +151,7 @@ def test_a_retried_run_does_not_record_its_events_twice(
     """A crash after the history was written and before the xref: the retry sees the same
     previous xref and inserts nothing new."""
     everyone = [r for records in ANNA_AND_BOB_APART.values() for r in records]
-    frame = spark.createDataFrame(
-        [(r, r.split(":")[0], "ab") for r in everyone],
-        "record_id string, source string, cluster_id string",
-    )
+    frame = clusters_frame(spark, {"ab": everyone})
     previous = previous_ids(spark, settings)
     for _attempt in range(2):
         _, moves = assign_ids(frame, previous)

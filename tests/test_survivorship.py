@@ -23,6 +23,7 @@ from jobs.lakehouse.spark_schema import spark_schema
 from schemas.catalog import GOLD_CUSTOMER_PROFILE
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_PROFILE, CUSTOMER_RECORDS, IDENTITY_XREF, SURVIVED_ATTRIBUTES
+from tests.builders import frame, record_of, xref_rows
 
 T1, T2, T3, T4 = (datetime(2026, 3, d) for d in (1, 2, 3, 4))
 P1, P2 = "+12125550101", "+12125550102"
@@ -67,13 +68,6 @@ RECORDS: list[tuple[str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
-def silver_row(fields: dict[str, Any]) -> tuple[Any, ...]:
-    source, key = fields["record_id"].split(":", 1)
-    row = {"source": source, "source_key": key, "first_seen_at": T1, "interaction_count": 1}
-    row.update(fields)
-    return tuple(row.get(name) for name in CUSTOMER_RECORDS.names)
-
-
 def write_rules(path: Path, rules: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(rules))
     return path
@@ -84,14 +78,9 @@ def profiles(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> d
     """The profile table written to and read back from Delta, by customer_id."""
     root = tmp_path_factory.mktemp("survivorship")
     settings = Settings(lakehouse=root / "lakehouse", spark_master="local[2]")
-    sizes = {c: sum(1 for owner, _ in RECORDS if owner == c) for c, _ in RECORDS}
-    records = spark.createDataFrame(
-        [silver_row(r) for _, r in RECORDS], spark_schema(CUSTOMER_RECORDS)
-    )
-    xref = spark.createDataFrame(
-        [(r["record_id"], r["record_id"].split(":")[0], c, sizes[c], T4) for c, r in RECORDS],
-        spark_schema(IDENTITY_XREF),
-    )
+    silver = [record_of(r["record_id"], first_seen_at=T1, **r) for _, r in RECORDS]
+    records = frame(spark, silver, CUSTOMER_RECORDS)
+    xref = frame(spark, xref_rows({r["record_id"]: c for c, r in RECORDS}, T4), IDENTITY_XREF)
     rules = load_survivorship_rules(write_rules(root / "rules.yaml", RULES))
     overwrite_table(profile_table(records, xref, "m1", T4, rules), settings, GOLD_CUSTOMER_PROFILE)
     table = read_table(spark, settings, GOLD_CUSTOMER_PROFILE)

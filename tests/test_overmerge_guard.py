@@ -16,16 +16,19 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from identity.cluster import classify_links, dobs_compatible, guard_clusters, guarded_components
+from schemas.tables import CUSTOMER_RECORDS
+from tests.builders import clusters_frame, frame, record_of
 
 # Two Patricia Smiths: A (call center + POS, one phone) and B (web + app, other phone and a dob),
 # and a social profile that agrees with both on the name only.
 RECORDS = [
-    ("call_center:a1", "+16172428997", None),
-    ("pos:a2", "+16172428997", None),
-    ("web:b1", "+17186502089", date(1980, 3, 14)),
-    ("app:b2", "+17186502089", date(1980, 3, 14)),
-    ("social:s1", None, None),
+    record_of("call_center:a1", phone="+16172428997"),
+    record_of("pos:a2", phone="+16172428997"),
+    record_of("web:b1", phone="+17186502089", dob=date(1980, 3, 14)),
+    record_of("app:b2", phone="+17186502089", dob=date(1980, 3, 14)),
+    record_of("social:s1"),
 ]
+CONTACTS = {r["record_id"]: (r["phone"], r["dob"]) for r in RECORDS}  # what the guard compares
 # (left, right, probability, mw_name, mw_phone, mw_dob)
 LINKS = [
     ("call_center:a1", "pos:a2", 0.999, 8.0, 12.0, None),
@@ -47,7 +50,7 @@ def link(left: str, right: str, probability: float, corroborated: bool) -> Simpl
 
 def test_name_only_link_does_not_join_groups_with_different_phones() -> None:
     links = [link(a, b, p, phone is not None) for a, b, p, _, phone, _ in LINKS]
-    groups = guarded_components(links, {r: (phone, dob) for r, phone, dob in RECORDS})
+    groups = guarded_components(links, CONTACTS)
 
     assert groups["call_center:a1"] == groups["pos:a2"]
     assert groups["web:b1"] == groups["app:b2"]
@@ -56,9 +59,7 @@ def test_name_only_link_does_not_join_groups_with_different_phones() -> None:
     # (probability, then record ids): ("pos:a2", "social:s1") sorts before ("social:s1", ...).
     assert groups["social:s1"] == groups["pos:a2"]
     # Cluster ids are the group's smallest record id: independent of the order of the links.
-    reversed_groups = guarded_components(
-        list(reversed(links)), {r: (phone, dob) for r, phone, dob in RECORDS}
-    )
+    reversed_groups = guarded_components(list(reversed(links)), CONTACTS)
     assert reversed_groups == groups
     assert groups["web:b1"] == "app:b2"
 
@@ -95,16 +96,14 @@ def test_dob_compatibility_follows_the_model_levels() -> None:
 
 
 def test_guard_splits_the_component_on_spark(spark: SparkSession) -> None:
-    records = spark.createDataFrame(RECORDS, "record_id string, phone string, dob date")
+    records = frame(spark, RECORDS, CUSTOMER_RECORDS)
     pairs = spark.createDataFrame(
         LINKS,
         "record_id_l string, record_id_r string, match_probability double,"
         " mw_name double, mw_phone double, mw_dob double",
     ).withColumn("mw_tf_adj_name", F.lit(1.5))  # the name's own adjustment corroborates nothing
-    component = spark.createDataFrame(
-        [(r, r.split(":")[0], "call_center:a1") for r, _, _ in RECORDS]
-        + [("web:lonely", "web", "web:lonely")],
-        "record_id string, source string, cluster_id string",
+    component = clusters_frame(
+        spark, {"call_center:a1": list(CONTACTS), "web:lonely": ["web:lonely"]}
     )
 
     clusters = {
@@ -122,18 +121,14 @@ def test_guard_splits_the_component_on_spark(spark: SparkSession) -> None:
 def test_components_without_conflicting_details_keep_splinks_cluster_id(
     spark: SparkSession,
 ) -> None:
-    records = spark.createDataFrame(
-        [("pos:a", "+16172428997", None), ("social:s", None, None)],
-        "record_id string, phone string, dob date",
+    records = frame(
+        spark, [record_of("pos:a", phone="+16172428997"), record_of("social:s")], CUSTOMER_RECORDS
     )
     pairs = spark.createDataFrame(
         [("pos:a", "social:s", 0.948, 8.0, None)],
         "record_id_l string, record_id_r string, match_probability double,"
         " mw_name double, mw_phone double",
     )
-    component = spark.createDataFrame(
-        [("pos:a", "pos", "splink-7"), ("social:s", "social", "splink-7")],
-        "record_id string, source string, cluster_id string",
-    )
+    component = clusters_frame(spark, {"splink-7": ["pos:a", "social:s"]})
     rows = guard_clusters(component, classify_links(pairs), records).collect()
     assert {r.cluster_id for r in rows} == {"splink-7"}
