@@ -679,7 +679,13 @@ def test_replacing_a_customer_keeps_the_files_other_customers_share_with_them(
     """A table created before it had deletion vectors gets them at its next batch overwrite;
     from then on replacing one customer marks their rows deleted instead of rewriting the
     file the other customers' rows are in."""
-    table = Table(GOLD_CUSTOMER_360.layer, "dv_test", "a test table", deletion_vectors=True)
+    table = Table(
+        GOLD_CUSTOMER_360.layer,
+        "dv_test",
+        "a test table",
+        GOLD_CUSTOMER_360.stage,
+        deletion_vectors=True,
+    )
     path = table.path(settings)
     schema = "customer_id string, record_id string, note string"
     rows = spark.createDataFrame([("A", "r1", "old"), ("B", "r2", "b"), ("B", "r3", "b")], schema)

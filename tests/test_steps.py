@@ -55,3 +55,12 @@ def test_the_cli_and_the_registry_load_neither_spark_nor_airflow() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout
     assert loaded.strip() == "[]"
+
+
+def test_a_job_option_may_be_called_like_the_runners_own_parameters() -> None:
+    """``export_segment`` takes ``name``: the runners' own parameters are positional-only."""
+    from jobs.cli.command import Context
+
+    for runner, own in ((run, 3), (Context.run, 2)):
+        parameters = list(inspect.signature(runner).parameters.values())
+        assert [p.kind for p in parameters[:own]] == [inspect.Parameter.POSITIONAL_ONLY] * own

@@ -65,7 +65,7 @@ class Context:
         """What a long-running step is doing, on stderr."""
         self.console.log(message)
 
-    def run(self, step: str, **options: Any) -> Any:
+    def run(self, step: str, /, **options: Any) -> Any:
         """Run registry step ``step`` with these settings (and Spark, if it needs it)."""
         return steps.run(step, self.settings, self.spark, **options)
 

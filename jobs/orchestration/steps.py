@@ -241,10 +241,11 @@ STEPS: dict[str, Step] = {
 TASK_STEPS = tuple(name for name, step in STEPS.items() if step.task)
 
 
-def run(name: str, settings: Settings, spark: Callable[[], SparkSession], **options: Any) -> Any:
+def run(name: str, settings: Settings, spark: Callable[[], SparkSession], /, **options: Any) -> Any:
     """Run step ``name``'s job on ``settings``, with the step's and the caller's ``options``;
     its summary. ``spark`` is called only when the step needs Spark, so a step without it
-    starts none."""
+    starts none. The first three are positional-only: a job's option may be called ``name``
+    (``export_segment``'s is)."""
     step = STEPS[name]
     job = step.function()
     options = {**step.options, **options}
