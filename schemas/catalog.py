@@ -52,7 +52,7 @@ class Table:
     customer, the columns a row is unique on (``jobs.lakehouse.delta.store_customer_rows``).
 
     ``internal``: state a step keeps for its own next run (identity's features and id history);
-    no other step reads it, so :func:`stage_tables` leaves it out unless asked.
+    no other step reads it, so :func:`stage_tables` leaves it out.
     """
 
     layer: Layer
@@ -194,9 +194,10 @@ ALL_TABLES: tuple[Table, ...] = (
 )
 
 
-def stage_tables(stage: Stage, *, internal: bool = False) -> tuple[Table, ...]:
-    """The tables ``stage`` writes, in catalog order; with ``internal``, its own state too."""
-    return tuple(t for t in ALL_TABLES if t.stage == stage and (internal or not t.internal))
+def stage_tables(stage: Stage) -> tuple[Table, ...]:
+    """The tables ``stage`` writes for other steps to read, in catalog order (its internal
+    state left out)."""
+    return tuple(t for t in ALL_TABLES if t.stage == stage and not t.internal)
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ CUSTOMER_PROFILE = Struct(
 )
 
 
-# --- curated gold (jobs/curate.py, jobs/segments.py; the rules are documented there) ------------
+# --- curated gold (jobs/curate/, jobs/segments.py; the rules are documented there) ------------
 
 _MONEY = Decimal(14, 2)  # amounts converted to the reporting currency
 
