@@ -58,8 +58,8 @@ from pyspark.sql.types import DateType, TimestampType
 
 from identity.artifact import SavedModel, load_model, write_model
 from identity.cluster import cluster_records
+from identity.engines import open_linker
 from identity.features import build_features
-from identity.linker import open_linker
 from identity.predict import predict_pairs
 from identity.stable_ids import PreviousIds, assign_ids
 from identity.train import Progress, fit_model
@@ -463,11 +463,11 @@ def _assign(
     """``record_id, customer_id`` for every record, materialized before the linker's scratch
     tables go (and before an output written over ``--previous`` replaces it)."""
     started = time.monotonic()
-    with open_linker(spark, settings, features, model.splink_settings) as (linker, written):
+    with open_linker(spark, settings, features, model.splink_settings) as session:
         progress("scoring candidate pairs")
-        predictions = predict_pairs(linker, settings.match_threshold)
+        predictions = predict_pairs(session.linker, settings.match_threshold)
         progress(f"pairs scored after {time.monotonic() - started:.1f}s; clustering")
-        clusters = cluster_records(linker, predictions, settings.match_threshold, written)
+        clusters = cluster_records(session, predictions, settings.match_threshold)
         assigned, _ = assign_ids(clusters, previous)
         assigned = assigned.select("record_id", CUSTOMER_ID).localCheckpoint()
     progress(f"customer ids assigned after {time.monotonic() - started:.1f}s")

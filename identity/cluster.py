@@ -34,28 +34,30 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from splink import Linker
 from splink.internals.splink_dataframe import SplinkDataFrame
 
+from identity.engines import LinkerSession
 from identity.model import NAME_COMPARISON
 
 GUARDED_SCHEMA = "member string, guarded_cluster_id string"
 
 
 def cluster_records(
-    linker: Linker, predictions: SplinkDataFrame, match_threshold: float, records: DataFrame
+    session: LinkerSession, predictions: SplinkDataFrame, match_threshold: float
 ) -> DataFrame:
-    """``record_id, source, cluster_id`` for every input record, singletons included.
+    """``record_id, source, cluster_id`` for every record of the session, singletons included.
 
-    ``records`` gives each record's ``phone`` and ``dob`` (the linkage features), which decide
-    whether a name-only link would join two conflicting groups (module doc).
+    The session's features give each record's ``phone`` and ``dob``, which decide whether a
+    name-only link would join two conflicting groups (module doc).
     """
-    components = linker.clustering.cluster_pairwise_predictions_at_threshold(
+    components = session.linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=match_threshold
-    ).as_spark_dataframe()
-    pairs = predictions.as_spark_dataframe().where(F.col("match_probability") >= match_threshold)
+    )
+    pairs = session.to_spark(predictions).where(F.col("match_probability") >= match_threshold)
     guarded = guard_clusters(
-        components.select("record_id", "source", "cluster_id"), classify_links(pairs), records
+        session.to_spark(components).select("record_id", "source", "cluster_id"),
+        classify_links(pairs),
+        session.features,
     )
     # Computed once: stable ids derive both the assignment and the merge/split moves from it.
     return guarded.localCheckpoint()

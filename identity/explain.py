@@ -23,8 +23,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from identity.artifact import SavedModel, load_model
+from identity.engines import open_linker
 from identity.features import load_features
-from identity.linker import open_linker
 from identity.stable_ids import retired_ids
 from jobs.lakehouse.delta import read_table, table_exists
 from schemas.catalog import (
@@ -81,15 +81,15 @@ def explain_pair(
             # the id is the user's input and may hold an email: named, not echoed
             raise ValueError(f"{label} is not a record of silver.customer_records")
     features = load_features(spark, settings)
-    with open_linker(spark, settings, features, model.splink_settings) as (linker, written):
+    with open_linker(spark, settings, features, model.splink_settings) as session:
         sides = [
-            linker.table_management.register_table(
-                written.where(F.col("record_id") == record), f"explain_{label}", overwrite=True
+            session.register(
+                session.features.where(F.col("record_id") == record), f"explain_{label}"
             )
             for label, record in pair.items()
         ]
-        scored = linker.inference.score_pair(*sides).as_record_list()[0]
-        chart = linker.visualisations.waterfall_chart(
+        scored = session.linker.inference.score_pair(*sides).as_record_list()[0]
+        chart = session.linker.visualisations.waterfall_chart(
             [scored], filter_nulls=False, remove_sensitive_data=True
         )
         chart_path = _write_chart(chart.to_html(inline=True), settings)

@@ -60,12 +60,11 @@ from typing import Any, NamedTuple
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from splink import Linker
 
 from identity.artifact import SavedModel, load_model
 from identity.cluster import classify_links, guarded_components
+from identity.engines import LinkerSession, open_linker
 from identity.features import build_features, contact_keys
-from identity.linker import open_linker
 from identity.model import ARRAY_BLOCKING_COLUMNS, PREDICTION_BLOCKING_KEYS
 from identity.predict import LINK_MIN_PROBABILITY, links_table
 from identity.profile import profile_table
@@ -193,12 +192,10 @@ def _assign(
         F.broadcast(new), "record_id", "left_anti"
     )
     fresh = _new_features(spark, settings, new, resolved)
-    with open_linker(spark, settings, resolved, model.splink_settings, materialize=False) as (
-        linker,
-        written,
-    ):
+    with open_linker(spark, settings, resolved, model.splink_settings, False) as session:
+        written = session.features
         candidates = _sharing_a_key(written, PREDICTION_BLOCKING_KEYS, fresh).localCheckpoint()
-        pairs = _score_new_records(linker, candidates, fresh)
+        pairs = _score_new_records(session, candidates, fresh)
         links = _ordered(links_table(pairs, model.model_version, resolved_at)).localCheckpoint()
         # One collect of the micro-batch's new records: hashes for the insert, the guard's
         # attributes for clustering, sources for the xref.
@@ -294,7 +291,9 @@ def _hash_among(key: tuple[str, ...], hashes: list[int]) -> Column:
     return _hashed(_key_column(key)).isin(hashes)
 
 
-def _score_new_records(linker: Linker, candidates: DataFrame, fresh: DataFrame) -> DataFrame:
+def _score_new_records(
+    session: LinkerSession, candidates: DataFrame, fresh: DataFrame
+) -> DataFrame:
     """Scored pairs of each new record (``fresh``) with the resolved records and with the
     other new ones: what ``predict_between`` the resolved and the new records and
     ``predict_within`` the new ones give.
@@ -302,7 +301,7 @@ def _score_new_records(linker: Linker, candidates: DataFrame, fresh: DataFrame) 
     ``candidates`` are the resolved records a prediction blocking rule can pair with a new
     one (:func:`_sharing_a_key`): blocking them gives the pairs blocking every resolved record
     would, without joining the whole table once per rule. Term frequencies are computed over
-    the linker's input, every resolved record, as the batch run's are.
+    the session's input, every resolved record, as the batch run's are.
 
     One ``predict_between`` with the new records on both sides scores both kinds of pairs:
     Splink's cost per call is mostly fixed, and two calls took 6.3-6.7 s where one takes
@@ -311,29 +310,21 @@ def _score_new_records(linker: Linker, candidates: DataFrame, fresh: DataFrame) 
     ``predict_within`` gives it. The right side is always a new record, so a pair is twice
     when its left one is new too: told by a join with ``fresh``, not by the ids as literals
     (a record id can hold an email).
-
-    The two inputs are registered as session views, which closing the linker leaves alone;
-    they are dropped here, once Splink has written the predictions, or the next micro-batch
-    of a running stream (same session) could not register its own.
     """
+    linker = session.linker
     for column in linker._settings_obj._term_frequency_columns:  # no public accessor in Splink 5
         linker.table_management.compute_tf_table(column.unquote().name)
-    views = ("__omnicdp_new_records", "__omnicdp_resolved_records")
-    new_records = linker.table_management.register_table(fresh, views[0])
-    resolved_records = linker.table_management.register_table(candidates, views[1])
-    try:
-        scored = linker.inference.predict_between(
-            [resolved_records, new_records],
-            new_records,
-            threshold_match_probability=LINK_MIN_PROBABILITY,
-        )
-    finally:
-        for view in views:
-            fresh.sparkSession.catalog.dropTempView(view)
+    new_records = session.register(fresh, "__omnicdp_new_records")
+    resolved_records = session.register(candidates, "__omnicdp_resolved_records")
+    scored = linker.inference.predict_between(
+        [resolved_records, new_records],
+        new_records,
+        threshold_match_probability=LINK_MIN_PROBABILITY,
+    )
     new_left = fresh.select(F.col("record_id").alias("_new_l"))
     left = F.col("record_id_l")
     twice = (left == F.col("_new_l")) & (left >= F.col("record_id_r"))
-    return scored.as_spark_dataframe().join(F.broadcast(new_left), twice, "left_anti")
+    return session.to_spark(scored).join(F.broadcast(new_left), twice, "left_anti")
 
 
 def _ordered(links: DataFrame) -> DataFrame:

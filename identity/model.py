@@ -42,6 +42,8 @@ alone ("bryan"/"brian adams"), which would score far below the match threshold a
 
 from __future__ import annotations
 
+from typing import Any
+
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import SettingsCreator, block_on
@@ -51,7 +53,7 @@ from splink.internals.comparison_level_creator import ComparisonLevelCreator
 
 # Bumped whenever comparisons, levels or blocking rules change, so saved models say which
 # specification they were trained with and an incompatible saved model is retrained.
-MODEL_SPEC_VERSION = "3"
+MODEL_SPEC_VERSION = "4"
 
 UNIQUE_ID = "record_id"
 
@@ -342,8 +344,8 @@ def _dob_comparison() -> ComparisonCreator:
             _m(cll.ExactMatchLevel("dob").configure(label_for_charts="exact"), 0.97),
             _m(
                 cll.CustomLevel(
-                    "levenshtein(date_format(dob_l, 'yyyyMMdd'),"
-                    " date_format(dob_r, 'yyyyMMdd')) <= 1",
+                    # ISO dates as text, the same on every engine: dashes never differ
+                    "levenshtein(cast(dob_l AS string), cast(dob_r AS string)) <= 1",
                     label_for_charts="one digit differs",
                 ),
                 0.01,
@@ -599,3 +601,28 @@ def settings_creator() -> SettingsCreator:
         em_convergence=0.001,
         max_iterations=20,
     )
+
+
+def settings_in_dialect(
+    model: SettingsCreator | dict[str, Any], dialect: str
+) -> SettingsCreator | dict[str, Any]:
+    """``model`` for an engine of ``dialect``: one saved model, whichever engine trained it.
+
+    A saved model holds its comparisons' SQL as rendered for the engine that trained it.
+    The specification is rendered again for ``dialect`` and the trained parameters (lambda,
+    m and u of every level) are copied over level by level; a saved model of the current
+    specification (``SavedModel.is_current_spec``) has the same levels in the same order.
+    An untrained creator renders itself for any dialect.
+    """
+    if isinstance(model, SettingsCreator):
+        return model
+    rendered = settings_creator().create_settings_dict(dialect)
+    rendered["probability_two_random_records_match"] = model["probability_two_random_records_match"]
+    for target, trained in zip(rendered["comparisons"], model["comparisons"], strict=True):
+        for level, trained_level in zip(
+            target["comparison_levels"], trained["comparison_levels"], strict=True
+        ):
+            for key in ("m_probability", "u_probability"):
+                if key in trained_level:
+                    level[key] = trained_level[key]
+    return rendered

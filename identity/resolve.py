@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 
 from identity.artifact import SavedModel, load_model
 from identity.cluster import cluster_records
+from identity.engines import open_linker
 from identity.features import load_features
-from identity.linker import open_linker
 from identity.predict import links_table, predict_pairs
 from identity.profile import profile_table
 from identity.stable_ids import previous_ids, write_ids
@@ -98,13 +98,14 @@ def _link_and_cluster(
     started = time.monotonic()
     previous = previous_ids(spark, settings)
     features = load_features(spark, settings)
-    with open_linker(spark, settings, features, model.splink_settings) as (linker, written):
-        overwrite_table(written, settings, GOLD_IDENTITY_FEATURES)  # what increments match against
-        predictions = predict_pairs(linker, settings.match_threshold)
-        links = links_table(predictions.as_spark_dataframe(), model.model_version, resolved_at)
+    with open_linker(spark, settings, features, model.splink_settings) as session:
+        # what increments match against
+        overwrite_table(session.features, settings, GOLD_IDENTITY_FEATURES)
+        predictions = predict_pairs(session.linker, settings.match_threshold)
+        links = links_table(session.to_spark(predictions), model.model_version, resolved_at)
         overwrite_table(links, settings, GOLD_IDENTITY_LINKS)
         log.info("links written after %.1fs", time.monotonic() - started)
-        clusters = cluster_records(linker, predictions, settings.match_threshold, written)
+        clusters = cluster_records(session, predictions, settings.match_threshold)
         counts = write_ids(spark, settings, clusters, previous, resolved_at, model.model_version)
     log.info("xref written after %.1fs (id changes: %s)", time.monotonic() - started, counts)
     return counts

@@ -31,8 +31,8 @@ from splink import Linker
 from splink.internals.exceptions import EMTrainingException
 
 from identity.artifact import SavedModel, new_saved_model, save_model
+from identity.engines import open_linker
 from identity.features import load_features
-from identity.linker import open_linker
 from identity.model import (
     DETERMINISTIC_RECALL,
     deterministic_rules,
@@ -104,10 +104,10 @@ def _write_charts(
     """Match weights and m/u charts of the saved model, as HTML for people reviewing it."""
     out = settings.reports_dir / "identity"
     out.mkdir(parents=True, exist_ok=True)
-    with open_linker(spark, settings, features, model.splink_settings) as (linker, _):
+    with open_linker(spark, settings, features, model.splink_settings) as session:
         charts = {
-            "match_weights": linker.visualisations.match_weights_chart(),
-            "m_u_parameters": linker.visualisations.m_u_parameters_chart(),
+            "match_weights": session.linker.visualisations.match_weights_chart(),
+            "m_u_parameters": session.linker.visualisations.m_u_parameters_chart(),
         }
         for name, chart in charts.items():
             (out / f"{name}.html").write_text(chart.to_html(inline=True), encoding="utf-8")
@@ -130,19 +130,18 @@ def fit_model(
     record_count = features.count()
     progress(f"training on {record_count} records")
     untrained = settings_creator()
-    with open_linker(spark, settings, features, untrained) as (linker, written):
-        blocking = _blocking_analysis(linker)
+    with open_linker(spark, settings, features, untrained) as session:
+        blocking = _blocking_analysis(session.linker)
         progress(f"blocking: {sum(blocking.values())} candidate pairs; estimating u")
-        with_u = with_sampled_u(
-            linker, written, untrained.create_settings_dict("spark"), U_MAX_PAIRS
-        )
-    progress(f"u estimated after {time.monotonic() - started:.1f}s; EM for m")
-    with open_linker(spark, settings, features, with_u) as (linker, written):
+        untrained_settings = untrained.create_settings_dict(session.engine.dialect)
+        with_u = with_sampled_u(session, untrained_settings, U_MAX_PAIRS, record_count)
+        progress(f"u estimated after {time.monotonic() - started:.1f}s; EM for m")
+        session.use_model(with_u)
         trained = with_sampled_u(
-            linker,
-            written,
-            _estimate_m_and_lambda(linker, progress),
+            session,
+            _estimate_m_and_lambda(session.linker, progress),
             U_MAX_PAIRS,
+            record_count,
             weigh_by_non_match=True,
         )
     lam = float(trained["probability_two_random_records_match"])

@@ -32,76 +32,71 @@ import copy
 import math
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from splink import Linker
+from splink.internals.splink_dataframe import SplinkDataFrame
 
+from identity.engines import LinkerSession
 from identity.model import deterministic_rules
 
 
-def _half(features: DataFrame, low: float, high: float) -> DataFrame:
-    """Records whose record_id hashes into [low, high) of the unit interval."""
-    unit = F.pmod(F.xxhash64("record_id"), F.lit(1_000_003)) / F.lit(1_000_003.0)
-    return features.where((unit >= low) & (unit < high))
+def _half(session: LinkerSession, low: float, high: float, name: str) -> SplinkDataFrame:
+    """The records whose record_id hashes into [low, high) of the unit interval, as a table."""
+    unit = session.engine.unit_hash("record_id")
+    return session.sql(
+        f"SELECT * FROM {session.input_table.physical_name}"
+        f" WHERE {unit} >= {low!r} AND {unit} < {high!r}",
+        name,
+    )
 
 
-def _scored_sample(linker: Linker, features: DataFrame, max_pairs: float) -> DataFrame:
-    """Scored pairs (one record from each half) that no deterministic rule calls a match."""
-    count = features.count()
-    share = min(0.5, math.sqrt(max_pairs) / max(count, 1))
-    left = linker.table_management.register_table(
-        _half(features, 0.0, share), "omnicdp_u_sample_left", overwrite=True
-    )
-    right = linker.table_management.register_table(
-        _half(features, share, 2 * share), "omnicdp_u_sample_right", overwrite=True
-    )
-    scored = linker.inference.score_pairs(left, right).as_spark_dataframe()
+def _scored_sample(session: LinkerSession, max_pairs: float, record_count: int) -> str:
+    """The physical name of the scored pairs (one record from each half) that no
+    deterministic rule calls a match."""
+    share = min(0.5, math.sqrt(max_pairs) / max(record_count, 1))
+    left = _half(session, 0.0, share, "omnicdp_u_sample_left")
+    right = _half(session, share, 2 * share, "omnicdp_u_sample_right")
+    scored = session.linker.inference.score_pairs(left, right)
     matches = " OR ".join(
         f"coalesce({rule}, false)" for rule in deterministic_rules("{name}_{side}")
     )
-    return scored.where(f"NOT ({matches})")
+    kept = session.sql(f"SELECT * FROM {scored.physical_name} WHERE NOT ({matches})", "u_sample")
+    return kept.physical_name
 
 
 def _level_counts(
-    scored: DataFrame, comparisons: list[str], weight: Column
+    session: LinkerSession, scored: str, comparisons: list[str], weight: str
 ) -> dict[str, dict[int, float]]:
     """comparison -> {gamma value: summed pair weight}, nulls (-1) excluded; one small aggregate."""
-    counts = scored.select(
-        weight.alias("w"),
-        F.explode(
-            F.array(
-                *[
-                    F.struct(F.lit(name).alias("comparison"), F.col(f"gamma_{name}").alias("gamma"))
-                    for name in comparisons
-                ]
-            )
-        ).alias("c"),
-    ).where("c.gamma != -1")
+    levels = " UNION ALL ".join(
+        f"SELECT '{name}' AS comparison, gamma_{name} AS gamma, {weight} AS w FROM {scored}"
+        for name in comparisons
+    )
     table: dict[str, dict[int, float]] = {name: {} for name in comparisons}
-    sums = counts.groupBy("c.comparison", "c.gamma").agg(F.sum("w").alias("w"))
-    for row in sums.collect():
-        table[row["comparison"]][int(row["gamma"])] = float(row["w"])
+    query = f"SELECT comparison, gamma, sum(w) FROM ({levels}) WHERE gamma != -1 GROUP BY 1, 2"
+    for comparison, gamma, w in session.rows(query):
+        table[comparison][int(gamma)] = float(w)
     return table
 
 
 def with_sampled_u(
-    linker: Linker,
-    features: DataFrame,
+    session: LinkerSession,
     model: dict[str, Any],
     max_pairs: float,
+    record_count: int,
     *,
     weigh_by_non_match: bool = False,
 ) -> dict[str, Any]:
     """``model`` (a Splink settings dict) with u of every level estimated from sampled pairs.
 
     With ``weigh_by_non_match`` each pair counts as 1 - its match probability under the
-    linker's current (trained) model, else as one (module doc). Levels whose u is fixed in the
-    model keep it. A comparison level's gamma value counts down from the top level: with n
-    non-null levels, the first has gamma n-1 and "else" 0.
+    session's current (trained) model, else as one (module doc). ``record_count`` is the
+    session's number of records, which sets the sample's share of them. Levels whose u is
+    fixed in the model keep it. A comparison level's gamma value counts down from the top
+    level: with n non-null levels, the first has gamma n-1 and "else" 0.
     """
     names = [c["output_column_name"] for c in model["comparisons"]]
-    weight = 1 - F.col("match_probability") if weigh_by_non_match else F.lit(1.0)
-    counts = _level_counts(_scored_sample(linker, features, max_pairs), names, weight)
+    weight = "1 - match_probability" if weigh_by_non_match else "1.0"
+    scored = _scored_sample(session, max_pairs, record_count)
+    counts = _level_counts(session, scored, names, weight)
     estimated = copy.deepcopy(model)
     for comparison in estimated["comparisons"]:
         by_gamma = counts[comparison["output_column_name"]]

@@ -11,7 +11,7 @@ import os
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     stream_max_files_per_trigger: int = Field(
         100, ge=1, description="landing files one stream micro-batch takes at most"
     )
+    identity_engine: Literal["duckdb", "spark"] | None = Field(
+        None,
+        description="where Splink links records: duckdb in-process on one machine, spark on the "
+        "cluster; default duckdb when spark_master is local, else spark",
+    )
     match_threshold: float = Field(0.9, description="match probability at which records cluster")
     model_path: Path | None = Field(None, description="saved Splink model; default under lakehouse")
     serving_url: str | None = Field(None, description="serving store; default SQLite in lakehouse")
@@ -121,6 +126,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _YamlSource(settings_cls)
+
+    @property
+    def resolved_identity_engine(self) -> Literal["duckdb", "spark"]:
+        """The configured identity engine, or the one the Spark master implies: a local
+        master is one machine, where Splink on DuckDB does without Spark's per-query cost."""
+        if self.identity_engine:
+            return self.identity_engine
+        return "duckdb" if self.spark_master.startswith("local") else "spark"
 
     @property
     def resolved_model_path(self) -> Path:

@@ -29,8 +29,8 @@ from pyspark.sql import functions as F
 
 from identity import resolve_identities, train_model
 from identity.artifact import load_model
+from identity.engines import open_linker
 from identity.increment import _new_features, _score_new_records, _sharing_a_key
-from identity.linker import open_linker
 from identity.model import PREDICTION_BLOCKING_KEYS
 from identity.predict import LINK_MIN_PROBABILITY
 from jobs import microbatch
@@ -536,16 +536,16 @@ def test_new_records_are_scored_as_splink_scores_them_against_every_resolved_rec
         rows = frame.select("record_id_l", "record_id_r", "match_probability").collect()
         return {(r.record_id_l, r.record_id_r, round(r.match_probability, 12)) for r in rows}
 
-    with open_linker(spark, settings, resolved, model.splink_settings, False) as (linker, all_):
+    with open_linker(spark, settings, resolved, model.splink_settings, False) as session:
+        all_, linker = session.features, session.linker
         candidates = _sharing_a_key(all_, PREDICTION_BLOCKING_KEYS, fresh).localCheckpoint()
-        increment = pairs(_score_new_records(linker, candidates, fresh))
+        increment = pairs(_score_new_records(session, candidates, fresh))
         # A running stream scores every micro-batch in one session: again, same pairs.
-        assert pairs(_score_new_records(linker, candidates, fresh)) == increment
-        table = linker.table_management.register_table
-        every, added = table(all_, "every_resolved"), table(fresh, "new_ones")
+        assert pairs(_score_new_records(session, candidates, fresh)) == increment
+        every, added = session.register(all_, "every_resolved"), session.register(fresh, "new_ones")
         between = linker.inference.predict_between(every, added, **threshold)
         within = linker.inference.predict_within(added, **threshold)
-        plain = pairs(between.as_spark_dataframe()) | pairs(within.as_spark_dataframe())
+        plain = pairs(session.to_spark(between)) | pairs(session.to_spark(within))
 
     assert len(new_ids) >= 5
     assert len(plain) >= 20
