@@ -83,7 +83,7 @@ class DuckDBEngine(Engine):
 
     def to_spark(self, table: SplinkDataFrame) -> DataFrame:
         result = table.db_api.duckdb_con.sql(f"SELECT * FROM {table.physical_name}")
-        return self.spark.createDataFrame(result.arrow().read_all())
+        return self.spark.createDataFrame(result.to_arrow_table())
 
     def register(self, linker: Linker, frame: DataFrame, name: str) -> SplinkDataFrame:
         return linker.table_management.register_table(_arrow(frame), name, overwrite=True)
