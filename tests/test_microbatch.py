@@ -293,18 +293,8 @@ def unmatched_records(spark: SparkSession, settings: Settings) -> int:
     return records.join(read(spark, settings, GOLD_IDENTITY_XREF), "record_id", "left_anti").count()
 
 
-@pytest.mark.usefixtures("same_session_env")
-@pytest.mark.parametrize("kill_when", [silver_grew, customers_served])
-def test_a_killed_micro_batch_is_completed_by_the_restart(
-    spark: SparkSession,
-    incremented: Incremented,
-    tmp_path: Path,
-    kill_when: Callable[[SparkSession, Settings, Settings], Callable[[], bool]],
-) -> None:
-    settings = copy_nightly(incremented.base, tmp_path)
-    land_held(incremented.base, settings)
-    assert cli(settings, "stream", "--once") == 0
-    killed = kill_when(spark, settings, incremented.settings)
+def kill_micro_batch_when(settings: Settings, killed: Callable[[], bool]) -> None:
+    """Run ``omnicdp microbatch --once`` in a process of its own and SIGKILL it once ``killed``."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -328,8 +318,25 @@ def test_a_killed_micro_batch_is_completed_by_the_restart(
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    if kill_when is customers_served:  # served before the new records' xref rows were stored
-        assert unmatched_records(spark, settings) > 0
+
+
+@pytest.mark.usefixtures("same_session_env")
+def test_a_micro_batch_killed_twice_is_completed_by_the_restart(
+    spark: SparkSession, incremented: Incremented, tmp_path: Path
+) -> None:
+    """Killed once after its first silver commit, then, restarted, once more after serving
+    customers but before storing their xref rows; the next run completes it as if it had
+    never been stopped (one run of each kill point shares the setup: it is a minute each)."""
+    settings = copy_nightly(incremented.base, tmp_path)
+    land_held(incremented.base, settings)
+    assert cli(settings, "stream", "--once") == 0
+    kill_points = [
+        kill_when(spark, settings, incremented.settings)
+        for kill_when in (silver_grew, customers_served)
+    ]
+    for killed in kill_points:
+        kill_micro_batch_when(settings, killed)
+    assert unmatched_records(spark, settings) > 0  # served before the xref rows were stored
     killed_at = {t: version(spark, settings, t) for t in (GOLD_IDENTITY_XREF, GOLD_AGENT_CONTEXT)}
     assert cli(settings, "microbatch", "--once") == 0
     assert {t: version(spark, settings, t) for t in killed_at} != killed_at
