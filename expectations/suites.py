@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import great_expectations.expectations as gxe
 from delta.tables import DeltaTable
 from great_expectations.expectations import Expectation
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 
 from schemas.catalog import (
@@ -147,8 +147,8 @@ def bronze_expectations(spec: SourceSpec) -> list[Expectation]:
 
 
 def bronze_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
-    """A suite per source that has a bronze table, and its batch-volume check; sources never
-    delivered have none to check.
+    """A suite per source that has a bronze table, and one batch-volume check over them all;
+    sources never delivered have none to check.
 
     With no bronze table at all there is nothing to promote, so every source is listed and the
     gate reports each missing table.
@@ -160,7 +160,7 @@ def bronze_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
     delivered = [n for n, s in suites.items() if table_exists(spark, settings, s.reads[0])]
     if not delivered:
         return list(suites.values())
-    return [*(suites[n] for n in delivered), *(volume_suite(spark, settings, n) for n in delivered)]
+    return [*(suites[n] for n in delivered), volume_suite(spark, settings)]
 
 
 # A source's newest batch with more than this many times the median lines of its earlier
@@ -169,30 +169,37 @@ def bronze_suites(spark: SparkSession, settings: Settings) -> list[Suite]:
 # median needs a few batches to mean something.
 VOLUME_SPIKE_FACTOR = 10
 MIN_EARLIER_BATCHES = 3
+# Files of a spiking batch named in the gate's message; paths are not personal data.
+_FILES_SHOWN = 3
 
 
-def batch_volumes(spark: SparkSession, settings: Settings, source: str) -> DataFrame:
-    """One row for ``source``: data lines of its newest batch, the median of its earlier
-    batches, and their ratio (null with fewer than ``MIN_EARLIER_BATCHES`` earlier batches)."""
+def batch_volumes(spark: SparkSession, settings: Settings) -> DataFrame:
+    """One row per source in the manifest: data lines of its newest batch, the median of its
+    earlier batches, their ratio (null with fewer than ``MIN_EARLIER_BATCHES`` earlier
+    batches), and the first files of the newest batch by name (one more when there are more)."""
+    newest_first = Window.partitionBy("source").orderBy(F.desc("at"), F.desc("batch_id"))
     batches = (
-        _manifest_of(spark, settings, source)
-        .groupBy("batch_id")
+        read_table(spark, settings, INGESTED_FILES)
+        .groupBy("source", "batch_id")
         .agg(
             F.sum(F.col("lines") - F.coalesce("header_lines", F.lit(0))).alias("lines"),
             F.max("ingested_at").alias("at"),
+            F.slice(F.array_sort(F.collect_list("source_file")), 1, _FILES_SHOWN + 1).alias(
+                "files"
+            ),
         )
-        .withColumn(
-            "newest", F.row_number().over(Window.orderBy(F.desc("at"), F.desc("batch_id"))) == 1
-        )
+        .withColumn("newest", F.row_number().over(newest_first) == 1)
     )
     return (
-        batches.groupBy()
+        batches.groupBy("source")
         .agg(
             F.max(F.when(F.col("newest"), F.col("lines"))).alias("newest_lines"),
             F.percentile_approx(F.when(~F.col("newest"), F.col("lines")), 0.5).alias(
                 "median_lines"
             ),
             F.sum((~F.col("newest")).cast("int")).alias("earlier_batches"),
+            F.max(F.when(F.col("newest"), F.col("batch_id"))).alias("newest_batch"),
+            F.max(F.when(F.col("newest"), F.col("files"))).alias("newest_files"),
         )
         .select(
             "*",
@@ -204,23 +211,19 @@ def batch_volumes(spark: SparkSession, settings: Settings, source: str) -> DataF
     )
 
 
-def _manifest_of(spark: SparkSession, settings: Settings, source: str) -> DataFrame:
-    return read_table(spark, settings, INGESTED_FILES).where(F.col("source") == source)
-
-
-def volume_suite(spark: SparkSession, settings: Settings, source: str) -> Suite:
-    """The volume check of one source, its description naming the newest batch's files."""
+def volume_suite(spark: SparkSession, settings: Settings) -> Suite:
+    """The volume check of every source at once, its description naming the files of each
+    source whose newest batch spikes (one small query: the manifest, one row per source)."""
     return Suite(
-        name=f"{bronze_table(source).qualified_name}.volume",
-        frame=lambda spark, settings: batch_volumes(spark, settings, source),
+        name="bronze.volume",
+        frame=lambda spark, settings: batch_volumes(spark, settings),
         expectations=lambda: [
             gxe.ExpectColumnValuesToBeBetween(
                 column="growth",
                 max_value=VOLUME_SPIKE_FACTOR,
                 description=(
-                    f"the newest {source} batch has at most {VOLUME_SPIKE_FACTOR}x the median "
-                    f"lines of its earlier batches; newest files: "
-                    f"{_newest_files(spark, settings, source)}"
+                    f"the newest batch of each source has at most {VOLUME_SPIKE_FACTOR}x the "
+                    f"median lines of its earlier batches; {_spiking_files(spark, settings)}"
                 ),
             )
         ],
@@ -228,16 +231,22 @@ def volume_suite(spark: SparkSession, settings: Settings, source: str) -> Suite:
     )
 
 
-def _newest_files(spark: SparkSession, settings: Settings, source: str, shown: int = 3) -> str:
-    """The files of the source's newest batch, a few by name (paths are not personal data)."""
-    manifest = _manifest_of(spark, settings, source)
-    newest = manifest.orderBy(F.desc("ingested_at"), F.desc("batch_id")).select("batch_id").first()
-    if newest is None:
-        return "none"
-    files = manifest.where(F.col("batch_id") == newest.batch_id).select("source_file")
-    names = [r.source_file for r in files.orderBy("source_file").limit(shown + 1).collect()]
-    more = f" and more (batch {newest.batch_id})" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
+def _spiking_files(spark: SparkSession, settings: Settings) -> str:
+    """``pos: a.csv, b.csv`` for each source whose newest batch spikes, or that none does."""
+    spiking = (
+        batch_volumes(spark, settings)
+        .where(F.col("growth") > VOLUME_SPIKE_FACTOR)
+        .orderBy("source")
+        .collect()
+    )  # one row per spiking source
+    if not spiking:
+        return "no source spikes"
+    return "; ".join(f"{row.source}: {_named(row)}" for row in spiking)
+
+
+def _named(row: Row) -> str:
+    more = f" and more (batch {row.newest_batch})" if len(row.newest_files) > _FILES_SHOWN else ""
+    return ", ".join(row.newest_files[:_FILES_SHOWN]) + more
 
 
 # --- silver ------------------------------------------------------------------------------------

@@ -365,8 +365,8 @@ def test_bronze_gate_holds_a_10x_spike_in_one_source_naming_its_files(
         run_gate(spark, settings, "bronze")
 
     assert str(failed.value).splitlines()[1:] == [
-        "  - bronze.pos_transactions.volume: the newest pos batch has at most 10x the median lines"
-        " of its earlier batches; newest files: pos/2026-11-01/pos_S01_20261108.csv"
+        "  - bronze.volume: the newest batch of each source has at most 10x the median lines"
+        " of its earlier batches; pos: pos/2026-11-01/pos_S01_20261108.csv"
         " (expect_column_values_to_be_between on growth): 1 of 1 rows fail"
     ]
 
