@@ -23,6 +23,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import reduce
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -93,51 +94,55 @@ class IngestSummary:
 def ingest_batch(
     spark: SparkSession, settings: Settings, sources: tuple[str, ...] = tuple(SOURCES)
 ) -> IngestSummary:
-    """Ingest every landing file not yet ingested, for the given sources."""
+    """Ingest every landing file not yet ingested, for the given sources, in one pass.
+
+    The files of every source are read as one text scan and counted, fingerprinted and
+    checked for duplicate deliveries together; each source's rows then go to its bronze
+    table, and the rejected rows of all and the manifest rows of all in one commit each.
+    A source costs its parsing and its bronze commit, not a round of queries and commits
+    of its own (Spark's fixed cost per query is most of the time on small files).
+    """
     batch_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    reports = {}
+    known = ingested_files(spark, settings)
+    landing_uri = landing_root(spark, settings)
+    reports, new_files = {}, {}
     for name in sources:
-        spec = SOURCES[name]
-        reports[name] = ingest_source(spark, settings, spec, batch_id)
+        files = list_landing_files(spark, landing_uri, SOURCES[name])
+        relative = {f: _relative(f, landing_uri) for f in files}
+        new_files[name] = [f for f in files if relative[f] not in known]
+        reports[name] = SourceReport(name, skipped_files=len(files) - len(new_files[name]))
+    every_new = [f for files in new_files.values() for f in files]
+    if every_new:
+        # Read each file once: stats, counts and the writes reuse the cached rows.
+        lines = read_lines(spark, every_new, landing_uri).persist()
+        by_source = {
+            name: [_relative(f, landing_uri) for f in files]
+            for name, files in new_files.items()
+            if files
+        }
+        outcomes = ingest_lines(spark, settings, lines, by_source, batch_id)
+        lines.unpersist()
+        for name, (file_reports, reasons) in outcomes.items():
+            reports[name].files, reports[name].quarantine_reasons = file_reports, reasons
+    for name, report in reports.items():
         log.info(
             "ingest %s: %d new files, %d lines -> %d bronze + %d quarantined",
             name,
-            len(reports[name].files),
-            reports[name].input_lines,
-            reports[name].bronze_rows,
-            reports[name].quarantined_rows,
+            len(report.files),
+            report.input_lines,
+            report.bronze_rows,
+            report.quarantined_rows,
         )
     return IngestSummary(batch_id=batch_id, sources=reports)
-
-
-def ingest_source(
-    spark: SparkSession, settings: Settings, spec: SourceSpec, batch_id: str
-) -> SourceReport:
-    """Ingest one source's new files into its bronze table and the quarantine."""
-    report = SourceReport(spec.name)
-    landing_uri, files = list_landing_files(spark, settings, spec)
-    known = ingested_files(spark, settings)
-    new_files = {
-        f: _relative(f, landing_uri) for f in files if _relative(f, landing_uri) not in known
-    }
-    report.skipped_files = len(files) - len(new_files)
-    if not new_files:
-        return report
-    # Read each file once: stats, counts and both writes reuse the cached rows.
-    lines = read_lines(spark, list(new_files), landing_uri).persist()
-    report.files, report.quarantine_reasons = ingest_lines(
-        spark, settings, spec, lines, list(new_files.values()), batch_id
-    )
-    lines.unpersist()
-    return report
 
 
 @dataclass(frozen=True)
 class IdempotentWrite:
     """Delta's idempotent-write identity: a second commit of (app_id, version) is skipped.
 
-    The stream passes (its query's id and source, micro-batch id): a micro-batch replayed after
-    a crash writes nothing a first attempt already committed, table by table.
+    The stream passes (its query's id, micro-batch id): a micro-batch replayed after a crash
+    writes nothing a first attempt already committed, table by table (Delta keeps the last
+    version of each app id in each table's own log).
     """
 
     app_id: str
@@ -150,32 +155,48 @@ class IdempotentWrite:
 def ingest_lines(
     spark: SparkSession,
     settings: Settings,
-    spec: SourceSpec,
     lines: DataFrame,
-    files: list[str],
+    files: dict[str, list[str]],
     batch_id: str,
     txn: IdempotentWrite | None = None,
-) -> tuple[list[FileReport], dict[str, int]]:
+) -> dict[str, tuple[list[FileReport], dict[str, int]]]:
     """Parse, count and write the numbered lines of new files: bronze, quarantine, manifest.
 
-    ``lines`` (from :func:`number_lines`) should be cached by the caller: stats, counts and the
-    writes each read it. The manifest is written last, so a crash before it leaves the files
-    to be ingested again, replacing (batch) or skipping (``txn``) what was already written.
+    ``files`` maps each source to its new files (relative to landing), whose lines
+    ``lines`` (from :func:`number_lines`) holds; it should be cached by the caller: stats,
+    counts and the writes each read it. Per source, its file reports and rejection reasons.
+    The manifest is written last, so a crash before it leaves the files to be ingested
+    again, replacing (batch) or skipping (``txn``) what was already written.
     """
-    stats = file_stats(lines, files)
+    every_file = [f for source_files in files.values() for f in source_files]
+    stats = file_stats(lines, every_file)
     duplicates = duplicate_deliveries(spark, settings, stats)
     stamp = {"batch_id": F.lit(batch_id), "ingested_at": F.current_timestamp()}
-    parsed = parse_lines(lines, spec, duplicates).withColumns(stamp).persist()
-    reports, reasons = count_outcomes(parsed, spec, stats)
-    for f in reports:
-        f.note = _file_note(f.lines, duplicates.get(f.source_file))
-    bronze_path = bronze_table_for(spec.name).path(settings)
-    replace_rows(spark, bronze_path, accepted_rows(parsed, spec), files, batch_id, txn)
-    quarantine_path = QUARANTINE_ROWS.path(settings)
-    replace_rows(spark, quarantine_path, rejected_rows(parsed, spec), files, batch_id, txn)
-    record_manifest(spark, settings, spec, stats, reports, batch_id, txn)
-    parsed.unpersist()
-    return reports, reasons
+    parsed = {
+        name: parse_lines(
+            lines.where(F.col("source_file").isin(source_files)), SOURCES[name], duplicates
+        )
+        .withColumns(stamp)
+        .persist()
+        for name, source_files in files.items()
+    }
+    outcomes = count_outcomes(parsed, stats, files)
+    for reports, _ in outcomes.values():
+        for f in reports:
+            f.note = _file_note(f.lines, duplicates.get(f.source_file))
+    for name, rows in parsed.items():
+        bronze_path = bronze_table_for(name).path(settings)
+        replace_rows(
+            spark, bronze_path, accepted_rows(rows, SOURCES[name]), files[name], batch_id, txn
+        )
+    rejected = reduce(
+        DataFrame.unionByName, [rejected_rows(rows, SOURCES[n]) for n, rows in parsed.items()]
+    )
+    replace_rows(spark, QUARANTINE_ROWS.path(settings), rejected, every_file, batch_id, txn)
+    record_manifest(spark, settings, stats, outcomes, batch_id, txn)
+    for rows in parsed.values():
+        rows.unpersist()
+    return outcomes
 
 
 def landing_root(spark: SparkSession, settings: Settings) -> str:
@@ -199,16 +220,13 @@ def landing_pattern(landing_uri: str, specs: list[SourceSpec]) -> str:
     return f"{landing_uri}{folders}/*/*.{formats.pop()}"
 
 
-def list_landing_files(
-    spark: SparkSession, settings: Settings, spec: SourceSpec
-) -> tuple[str, list[str]]:
+def list_landing_files(spark: SparkSession, landing_uri: str, spec: SourceSpec) -> list[str]:
     """List ``<landing>/<source>/<date>/*.<ext>`` through Hadoop, so object stores work too."""
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    landing_uri = landing_root(spark, settings)
     pattern = jvm.org.apache.hadoop.fs.Path(landing_pattern(landing_uri, [spec]))
     statuses = pattern.getFileSystem(conf).globStatus(pattern) or []
-    return landing_uri, sorted(s.getPath().toString() for s in statuses if s.isFile())
+    return sorted(s.getPath().toString() for s in statuses if s.isFile())
 
 
 def _relative(uri: str, landing_uri: str) -> str:
@@ -475,30 +493,43 @@ def replace_rows(
 
 
 def count_outcomes(
-    parsed: DataFrame, spec: SourceSpec, stats: list[FileStat]
-) -> tuple[list[FileReport], dict[str, int]]:
-    """Count, per new file, its accepted and rejected rows, and the rejection reasons."""
+    parsed: dict[str, DataFrame], stats: list[FileStat], files: dict[str, list[str]]
+) -> dict[str, tuple[list[FileReport], dict[str, int]]]:
+    """Count, per new file, its accepted and rejected rows, and per source the rejection
+    reasons: one query over every source's parsed lines (files x reasons rows)."""
+    outcomes = reduce(
+        DataFrame.unionByName,
+        [
+            rows.select(F.lit(name).alias("source"), "source_file", "reason")
+            for name, rows in parsed.items()
+        ],
+    )
     bronze_counts: dict[str, int] = {}
     quarantine_counts: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    for r in parsed.groupBy("source_file", "reason").count().collect():  # files x reasons
+    reasons: dict[str, dict[str, int]] = {name: {} for name in parsed}
+    for r in outcomes.groupBy("source", "source_file", "reason").count().collect():
         if r.reason is None:
             bronze_counts[r.source_file] = r["count"]
         else:
             quarantine_counts[r.source_file] = quarantine_counts.get(r.source_file, 0) + r["count"]
-            reasons[r.reason] = reasons.get(r.reason, 0) + r["count"]
-    header_lines = 1 if spec.file_format == FileFormat.CSV else 0
-    reports = [
-        FileReport(
-            source_file=s.source_file,
-            lines=s.lines,
-            header_lines=min(header_lines, s.lines),
-            bronze_rows=bronze_counts.get(s.source_file, 0),
-            quarantined_rows=quarantine_counts.get(s.source_file, 0),
-        )
-        for s in stats
-    ]
-    return reports, reasons
+            by_reason = reasons[r.source]
+            by_reason[r.reason] = by_reason.get(r.reason, 0) + r["count"]
+    lines = {s.source_file: s.lines for s in stats}
+    result = {}
+    for name in parsed:
+        header_lines = 1 if SOURCES[name].file_format == FileFormat.CSV else 0
+        reports = [
+            FileReport(
+                source_file=f,
+                lines=lines[f],
+                header_lines=min(header_lines, lines[f]),
+                bronze_rows=bronze_counts.get(f, 0),
+                quarantined_rows=quarantine_counts.get(f, 0),
+            )
+            for f in sorted(files[name])
+        ]
+        result[name] = (reports, reasons[name])
+    return result
 
 
 def _file_note(lines: int, duplicate_of: str | None) -> str:
@@ -512,9 +543,8 @@ def _file_note(lines: int, duplicate_of: str | None) -> str:
 def record_manifest(
     spark: SparkSession,
     settings: Settings,
-    spec: SourceSpec,
     stats: list[FileStat],
-    reports: list[FileReport],
+    outcomes: dict[str, tuple[list[FileReport], dict[str, int]]],
     batch_id: str,
     txn: IdempotentWrite | None = None,
 ) -> None:
@@ -523,7 +553,7 @@ def record_manifest(
     manifest = spark.createDataFrame(
         [
             (
-                spec.name,
+                name,
                 f.source_file,
                 f.lines,
                 f.header_lines,
@@ -533,6 +563,7 @@ def record_manifest(
                 f.note,
                 batch_id,
             )
+            for name, (reports, _) in outcomes.items()
             for f in reports
         ],
         "source string, source_file string, lines long, header_lines long, fingerprint string,"

@@ -215,28 +215,30 @@ def ingest_micro_batch(
     text: DataFrame,
     micro_batch: int,
 ) -> dict[str, SourceReport]:
-    """Ingest one micro-batch's lines, source by source, with writes a replay will not repeat."""
+    """Ingest one micro-batch's lines, every source at once, with writes a replay will not
+    repeat."""
     query_id = running_query_id(spark)
     lines = number_lines(text, landing_uri).persist()
     files = sorted(r.source_file for r in lines.select("source_file").distinct().collect())
     known = ingested_files(spark, settings)
-    reports = {}
+    reports, new = {}, {}
     for name in STREAM_SOURCES:
         delivered = [f for f in files if f.split("/", 1)[0] == name]
-        if not delivered:
-            continue
-        new = [f for f in delivered if f not in known]
-        reports[name] = SourceReport(name, skipped_files=len(delivered) - len(new))
-        if new:
-            reports[name].files, reports[name].quarantine_reasons = ingest_lines(
-                spark,
-                settings,
-                SOURCES[name],
-                lines.where(F.col("source_file").isin(new)),
-                new,
-                batch_id=f"stream-{query_id}-{micro_batch}",
-                txn=IdempotentWrite(f"omnicdp-stream-{query_id}-{name}", micro_batch),
-            )
+        if delivered:
+            new[name] = [f for f in delivered if f not in known]
+            reports[name] = SourceReport(name, skipped_files=len(delivered) - len(new[name]))
+    new = {name: source_files for name, source_files in new.items() if source_files}
+    if new:
+        outcomes = ingest_lines(
+            spark,
+            settings,
+            lines.where(F.col("source_file").isin([f for fs in new.values() for f in fs])),
+            new,
+            batch_id=f"stream-{query_id}-{micro_batch}",
+            txn=IdempotentWrite(f"omnicdp-stream-{query_id}", micro_batch),
+        )
+        for name, (source_files, reasons) in outcomes.items():
+            reports[name].files, reports[name].quarantine_reasons = source_files, reasons
     lines.unpersist()
     return reports
 
