@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         description="where Splink links records: duckdb in-process on one machine, spark on the "
         "cluster; default duckdb when spark_master is local, else spark",
     )
+    identity_memory: str = Field(
+        "4GB",
+        description="memory the duckdb identity engine holds before it spills to disk (its u "
+        "sample of 2 million scored pairs took 7.4 GB unbounded, 3.2 GB at 3GB, same time)",
+    )
     match_threshold: float = Field(0.9, description="match probability at which records cluster")
     model_path: Path | None = Field(None, description="saved Splink model; default under lakehouse")
     serving_url: str | None = Field(None, description="serving store; default SQLite in lakehouse")

@@ -37,8 +37,9 @@ _SPARK_FUNCTIONS = (
 )
 
 
-def _connect(temp_directory: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory database on every core, spilling to ``temp_directory`` when memory is short.
+def _connect(temp_directory: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory database on every core, spilling to ``temp_directory`` beyond
+    ``memory_limit`` (``Settings.identity_memory``; DuckDB's own default is 80% of the RAM).
 
     Insertion order is not kept: no step depends on row order (pairs and clusters are sorted
     or keyed where order matters), and keeping it costs memory in every join.
@@ -49,6 +50,7 @@ def _connect(temp_directory: str) -> duckdb.DuckDBPyConnection:
             "threads": os.cpu_count() or 1,
             "temp_directory": temp_directory,
             "preserve_insertion_order": False,
+            "memory_limit": memory_limit,
         },
     )
     for macro in _SPARK_FUNCTIONS:
@@ -69,7 +71,7 @@ class DuckDBEngine(Engine):
     @contextmanager
     def open(self, features: DataFrame, model: Model, materialize: bool) -> Iterator[LinkerSession]:
         scratch = tempfile.mkdtemp(prefix="omnicdp-duckdb-")
-        connection = _connect(scratch)
+        connection = _connect(scratch, self.settings.identity_memory)
         try:
             db_api = DuckDBAPI(connection=connection)
             # Read once for DuckDB; the steps write these same rows (gold.identity_features),
