@@ -80,7 +80,7 @@ from identity import resolve_identities, train_model
 from identity.evaluate import EvaluationResult, read_truth, score_assignment
 from jobs.curate import curate
 from jobs.ingest import ingest_batch
-from jobs.lakehouse.charts import PALETTE, write_html_page
+from jobs.lakehouse.charts import PALETTE, svg_frame, write_html_page
 from jobs.lakehouse.delta import read_table
 from jobs.lakehouse.session import get_spark
 from jobs.publish import publish
@@ -469,12 +469,7 @@ def _log_chart(
         return height - bottom - (math.log10(seconds) - y_low) / span * (height - top - bottom)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{html.escape(title)}">',
-        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" '
-        f'y2="{height - bottom}" stroke="#999"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#999"/>',
+        *svg_frame(title, width, height, left, right, top, bottom),
         f'<text x="{(left + width - right) / 2}" y="{height - 4}" font-size="11" '
         'text-anchor="middle">people (log scale)</text>',
         f'<text x="12" y="{(top + height - bottom) / 2}" font-size="11" text-anchor="middle" '

@@ -14,6 +14,21 @@ from typing import Any
 PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2")
 
 
+def svg_frame(
+    title: str, width: int, height: int, left: int, right: int, top: int, bottom: int
+) -> list[str]:
+    """The opening of a chart's SVG: the element, its title and both axes, inside the margins
+    ``left``, ``right``, ``top`` and ``bottom``; the caller adds its marks and closes it."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="{html.escape(title)}">',
+        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" '
+        f'y2="{height - bottom}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#999"/>',
+    ]
+
+
 def line_chart(title: str, xs: list[str], series: dict[str, list[Any]]) -> str:
     """One SVG line per series over the labels ``xs`` (first and last are printed); ``None``
     values are gaps. The y axis runs from 0 to the largest value."""
@@ -29,12 +44,7 @@ def line_chart(title: str, xs: list[str], series: dict[str, list[Any]]) -> str:
         return height - bottom - float(v) / peak * (height - top - bottom)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{html.escape(title)}">',
-        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" '
-        f'y2="{height - bottom}" stroke="#999"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#999"/>',
+        *svg_frame(title, width, height, left, right, top, bottom),
         f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end">{peak:g}</text>',
         f'<text x="{left - 4}" y="{height - bottom}" font-size="10" text-anchor="end">0</text>',
     ]
