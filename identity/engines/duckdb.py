@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from splink import DuckDBAPI, Linker
 from splink.internals.splink_dataframe import SplinkDataFrame
@@ -75,11 +76,15 @@ class DuckDBEngine(Engine):
         try:
             db_api = DuckDBAPI(connection=connection)
             # Read once for DuckDB; the steps write these same rows (gold.identity_features),
-            # so they must not be recomputed from a plan that may read changed tables.
-            written = features.localCheckpoint() if materialize else features
+            # so they must not be recomputed from a plan that may read changed tables. Cached,
+            # not checkpointed: the cache is released when the session closes, where a local
+            # checkpoint held the driver's memory until its frame was collected.
+            written = features.persist(StorageLevel.MEMORY_AND_DISK) if materialize else features
             table = db_api.register(_arrow(written), table_name="omnicdp_features")
             yield LinkerSession(self, new_linker(table, model, self.dialect), written, table)
         finally:
+            if materialize:
+                features.unpersist()
             connection.close()
             shutil.rmtree(scratch, ignore_errors=True)
 
