@@ -14,8 +14,9 @@ What is published, per customer_id:
 - ``timeline``: ``gold.customer_timeline``, one JSON event per interaction;
 - ``segment`` / ``segment_member``: ``gold.segment_membership``, customer_ids only.
 
-Rows stream from Spark to the store one partition at a time (``toLocalIterator``), so the driver
-holds one partition, not a table, and millions of customers publish on a laptop. The store
+Rows stream from Spark to the store one partition at a time (``toLocalIterator``), in partitions
+of at most ``_ROWS_PER_FETCH`` rows, so the driver holds a bounded slice, not a table, and
+millions of customers publish on a laptop. The store
 switches to the new generation in one transaction (``serving.store``): readers see the previous
 publish until then, and a failed publish leaves the previous one in place.
 
@@ -30,6 +31,7 @@ Segments and retired ids are recomputed by the next full publish.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,7 +113,7 @@ def publish(
         # them again once stored (publish_customers' unless_generation).
         frames = serving_frames(spark, settings)
         for table, frame in frames.items():
-            rows = publication.load(table, frame.toLocalIterator(prefetchPartitions=True))
+            rows = publication.load(table, _rows(frame))
             if progress:
                 progress(f"publish: {rows} rows into {table.name}")
     summary = PublishSummary(
@@ -202,9 +204,22 @@ def _in_column_order(frames: Mapping[StoreTable, DataFrame]) -> dict[StoreTable,
     return {table: frame.select(*table.columns) for table, frame in frames.items()}
 
 
+# Rows per partition fetched to the driver. Gold's partitions follow its files, and a file
+# holds hundreds of thousands of rows: at 100,000 people the timeline came in two partitions
+# of 620,000 rows, task results of hundreds of MB that Spark fetches through its block
+# manager, where one was lost (TaskResultLost) and failed the publish. 25,000 rows of the
+# widest table (customer, agent context JSON) are a few tens of MB.
+_ROWS_PER_FETCH = 25_000
+
+
 def _rows(frame: DataFrame) -> Iterator[Row]:
-    """The frame's rows, one partition on the driver at a time; Spark starts when iterated."""
-    yield from frame.toLocalIterator(prefetchPartitions=True)
+    """The frame's rows, a bounded partition on the driver at a time; Spark starts when iterated.
+
+    The count is cheap where it matters: Spark prunes it to the rows of the gold table under
+    the frame (the JSON is not built), so only the fetch computes the rows.
+    """
+    partitions = max(1, math.ceil(frame.count() / _ROWS_PER_FETCH))
+    yield from frame.repartition(partitions).toLocalIterator(prefetchPartitions=True)
 
 
 _CUSTOMER_INPUTS = (
