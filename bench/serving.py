@@ -7,7 +7,7 @@ installed) the benchmark:
    an email each) through ``ServingStore.publish``, the code path ``omnicdp publish`` uses,
    without Spark, which is not what is measured here;
 2. starts the real server (``omnicdp serve``: uvicorn, one process) on 127.0.0.1;
-3. sends ``GET /v1/customers/lookup?phone=...`` for random customers, the phone typed as a
+3. sends ``GET /v1/customers/lookup/phone?phone=...`` for random customers, the phone typed as a
    person would ("+82 10-2345-6789"), open-loop at a fixed 1,000 requests/s for 20 s after a
    5 s warm-up, over keep-alive connections. Latency is measured from when each request was
    *due*, so a stalled server shows up in the percentiles instead of slowing the sender down.
@@ -215,7 +215,7 @@ async def _drive(key: str, seconds: float) -> dict:
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        path = "/v1/customers/lookup?phone=" + quote(phone(rng.randrange(CUSTOMERS))[0])
+        path = "/v1/customers/lookup/phone?phone=" + quote(phone(rng.randrange(CUSTOMERS))[0])
         tasks.append(asyncio.ensure_future(one(due, path)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
@@ -247,7 +247,7 @@ def _in_server_ms(log: Path, after_line: int) -> dict:
     return {f"p{p}_ms": times[min(len(times) - 1, int(p / 100 * len(times)))] for p in (50, 99)}
 
 
-_ACCESS_MS = re.compile(r"lookup 200 (\d+\.\d)ms")
+_ACCESS_MS = re.compile(r"lookup/phone 200 (\d+\.\d)ms")
 
 
 def run_store(name: str, url: str, workdir: Path) -> dict:
@@ -288,7 +288,7 @@ def main() -> None:
             with store as url:
                 results[name] = run_store(name, url, Path(tmp))
     report = {
-        "benchmark": "GET /v1/customers/lookup?phone=, open loop",
+        "benchmark": "GET /v1/customers/lookup/phone?phone=, open loop",
         "customers": CUSTOMERS,
         "target_rps": RATE,
         "duration_s": DURATION_S,

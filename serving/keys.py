@@ -88,7 +88,8 @@ class Authenticator:
 def authorize(record: ApiKeyRecord, allowed: frozenset[Role]) -> None:
     if record.role not in allowed:
         roles = ", ".join(sorted(allowed))
-        raise Forbidden(f"a {record.role} key cannot read this; it needs one of: {roles}")
+        article = "an" if record.role[0] in "aeiou" else "a"
+        raise Forbidden(f"{article} {record.role} key cannot read this; it needs one of: {roles}")
 
 
 class RateLimiter:
