@@ -6,7 +6,7 @@ installed) the benchmark:
 1. fills the store with 1,000,000 synthetic customers (a context of realistic size, a phone and
    an email each) through ``ServingStore.publish``, the code path ``omnicdp publish`` uses,
    without Spark, which is not what is measured here;
-2. starts the real server (``omnicdp serve``: uvicorn, one process) on 127.0.0.1;
+2. starts the real server (``omnicdp serve --workers 1``: uvicorn, one process) on 127.0.0.1;
 3. sends ``GET /v1/customers/lookup/phone?phone=...`` for random customers, the phone typed as a
    person would ("+82 10-2345-6789"), open-loop at a fixed 1,000 requests/s for 20 s after a
    5 s warm-up, over keep-alive connections. Latency is measured from when each request was
@@ -139,6 +139,7 @@ def _serve(url: str, log: Path) -> subprocess.Popen:
         "OMNICDP_SERVING_RATE_BURST": str(RATE * 10),
     }
     command = [str(_BIN / "omnicdp"), "serve", "--host", "127.0.0.1", "--port", str(PORT)]
+    command += ["--workers", "1"]  # one process, as bench/results/serving.json was measured
     with log.open("w") as stderr:
         server = subprocess.Popen(command, env=env, stdout=stderr, stderr=stderr)
     deadline = time.monotonic() + 60

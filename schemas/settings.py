@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         50.0, description="API requests per second allowed per key (token bucket refill rate)"
     )
     serving_rate_burst: int = Field(100, description="API requests a key may send in one burst")
+    serving_rate_state: Path | None = Field(
+        None,
+        description="SQLite file where every worker of one API server keeps the keys' rate "
+        "buckets, so a key's limit holds across workers; `omnicdp serve --workers N` makes one "
+        "when unset; unset and one process: kept in memory",
+    )
     serving_key_cache_seconds: float = Field(
         5.0, description="how long a checked API key is trusted; a revoked key works that long"
     )
@@ -143,6 +149,7 @@ class Settings(BaseSettings):
         "landing",
         "jars_dir",
         "model_path",
+        "serving_rate_state",
         "segments_dir",
         "curation_rules",
         "survivorship_rules",

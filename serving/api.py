@@ -6,11 +6,13 @@ read from one published generation of the serving store, with the rules of
 route template, status, time and key id, never the path or query a caller sent (a phone number
 or an email in a query string is PII).
 
-Handlers are ``async`` and read the store inline, on the event loop: a read is one indexed
-lookup (tens of microseconds in SQLite, one round trip to PostgreSQL), cheaper than the hop to
-a worker thread, and handing the GIL back and forth between the loop and worker threads was what
-made the slowest requests slow under load (see ``bench/serving.py``). A server scales out with
-more processes, each with its own connection.
+Handlers are plain functions, which FastAPI runs in its thread pool, so the store is read off
+the event loop: one slow read (a PostgreSQL round trip stuck behind a lock, a cold page) holds
+up its own request, not every request in flight. Each thread keeps its own store connection
+(``ServingStore._reader``). A server scales with cores through processes, ``omnicdp serve
+--workers N`` (:func:`app_from_environment` builds each worker's app); its workers share the
+keys' rate buckets (:class:`serving.keys.SharedRateLimiter`), so a key's limit holds however
+its requests are spread over them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -35,9 +37,9 @@ from serving.keys import (
     CUSTOMER_READERS,
     SEGMENT_READERS,
     Authenticator,
-    RateLimiter,
     Role,
     authorize,
+    rate_limiter,
 )
 from serving.models import (
     AgentContext,
@@ -153,13 +155,13 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
     """The API over ``store`` (default: the configured serving store)."""
     store = store or open_store(settings.resolved_serving_url)
     directory = CustomerDirectory(store)
-    limiter = RateLimiter(settings.serving_rate_limit, settings.serving_rate_burst)
+    limiter = rate_limiter(settings)
     authenticator = Authenticator(store, settings.serving_key_cache_seconds)
 
-    def caller(allowed: frozenset[Role]) -> Callable[..., Awaitable[None]]:
+    def caller(allowed: frozenset[Role]) -> Callable[..., None]:
         """A dependency that admits keys of the ``allowed`` roles, within their rate limit."""
 
-        async def dependency(
+        def dependency(
             request: Request,
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
         ) -> None:
@@ -182,7 +184,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
     _document_problems(app)
 
     @app.get("/healthz", tags=["ops"], summary="liveness and the published generation")
-    async def health() -> dict[str, Any]:
+    def health() -> dict[str, Any]:
         generation = store.current()
         return {
             "status": "ok",
@@ -202,7 +204,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         operation_id="lookup_by_phone",
         **lookup_route,
     )
-    async def lookup_by_phone(
+    def lookup_by_phone(
         phone: Annotated[str, Query(description="as typed; E.164 or national")],
         country: _Country = None,
     ) -> LookupResult:
@@ -214,7 +216,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         operation_id="lookup_by_email",
         **lookup_route,
     )
-    async def lookup_by_email(email: _Identifier) -> LookupResult:
+    def lookup_by_email(email: _Identifier) -> LookupResult:
         return directory.find(LookupKind.EMAIL, email)
 
     @app.get(
@@ -223,7 +225,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         operation_id="lookup_by_loyalty_id",
         **lookup_route,
     )
-    async def lookup_by_loyalty_id(loyalty_id: _Identifier) -> LookupResult:
+    def lookup_by_loyalty_id(loyalty_id: _Identifier) -> LookupResult:
         return directory.find(LookupKind.LOYALTY_ID, loyalty_id)
 
     @app.get(
@@ -232,7 +234,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         operation_id="lookup_by_handle",
         **lookup_route,
     )
-    async def lookup_by_handle(
+    def lookup_by_handle(
         handle: Annotated[str, Query(description="social handle, with or without @")],
     ) -> LookupResult:
         return directory.find(LookupKind.HANDLE, handle)
@@ -243,11 +245,11 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         operation_id="lookup_by_device_id",
         **lookup_route,
     )
-    async def lookup_by_device_id(device_id: _Identifier) -> LookupResult:
+    def lookup_by_device_id(device_id: _Identifier) -> LookupResult:
         return directory.find(LookupKind.DEVICE_ID, device_id)
 
     @app.get("/v1/customers/lookup", include_in_schema=False, deprecated=True, **lookup_route)
-    async def lookup_by_any(
+    def lookup_by_any(
         phone: str | None = None,
         email: str | None = None,
         loyalty_id: str | None = None,
@@ -278,7 +280,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         dependencies=agent,
         responses=_problems(*_KEYED, 404),
     )
-    async def customer(customer_id: str) -> CustomerProfile:  # type: ignore[valid-type]
+    def customer(customer_id: str) -> CustomerProfile:  # type: ignore[valid-type]
         return directory.profile(customer_id)
 
     @app.get(
@@ -288,7 +290,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         dependencies=agent,
         responses=_problems(*_KEYED, 404),
     )
-    async def context(customer_id: str) -> AgentContext:  # type: ignore[valid-type]
+    def context(customer_id: str) -> AgentContext:  # type: ignore[valid-type]
         return directory.context(customer_id)
 
     @app.get(
@@ -298,7 +300,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         dependencies=agent,
         responses=_problems(*_KEYED, 404, 422),
     )
-    async def timeline(
+    def timeline(
         customer_id: str,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         before: Annotated[
@@ -314,7 +316,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         dependencies=marketer,
         responses=_problems(*_KEYED),
     )
-    async def segments() -> list[Segment]:
+    def segments() -> list[Segment]:
         return directory.segments()
 
     @app.get(
@@ -324,7 +326,7 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         dependencies=marketer,
         responses=_problems(*_KEYED, 404, 422),
     )
-    async def segment_members(
+    def segment_members(
         name: str,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         after: Annotated[
@@ -334,6 +336,21 @@ def create_app(settings: Settings, store: ServingStore | None = None) -> FastAPI
         return directory.segment_members(name, limit, after)
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``omnicdp serve`` worker: settings from the environment the command
+    set up for its workers (``OMNICDP_*``), as uvicorn's factory.
+
+    A worker is a new process without the command's logging, so it sets up its own: the access
+    log, and the worker's process id in each line, to tell the workers apart.
+    """
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s",
+    )
+    access_log.setLevel(logging.INFO)
+    return create_app(Settings())
 
 
 def _add_error_handlers(app: FastAPI) -> None:

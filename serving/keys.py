@@ -14,12 +14,15 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
+from schemas.settings import Settings
 from serving.problems import Forbidden, RateLimited, Unauthorized
 from serving.store.base import ApiKeyRecord, ServingStore
 
@@ -95,7 +98,9 @@ def authorize(record: ApiKeyRecord, allowed: frozenset[Role]) -> None:
 class RateLimiter:
     """A token bucket per key: ``burst`` requests at once, refilled at ``rate`` per second.
 
-    In-process, so each server process (uvicorn worker, MCP server) limits on its own.
+    In-process: right for one process (the MCP server, ``omnicdp serve --workers 1``). Several
+    workers each holding one would let a key send N times its limit by landing on N of them;
+    they share a :class:`SharedRateLimiter` instead.
     """
 
     def __init__(
@@ -115,5 +120,73 @@ class RateLimiter:
             tokens = min(float(self.burst), tokens + (now - updated) * self.rate)
             if tokens < 1.0:
                 self._buckets[key_id] = (tokens, now)
-                raise RateLimited(retry_after=max(1, math.ceil((1.0 - tokens) / self.rate)))
+                raise RateLimited(retry_after=_retry_after(tokens, self.rate))
             self._buckets[key_id] = (tokens - 1.0, now)
+
+
+class SharedRateLimiter:
+    """The same token buckets, kept in one SQLite file that every worker of a server uses.
+
+    Taking a token is one UPSERT (refill, check and take in a single statement, so two workers
+    cannot both take the last token): a few tens of microseconds in a local file, against a
+    request's milliseconds. The clock is ``time.monotonic``, which on Linux counts from boot
+    for every process alike. The file is local to one host: each server (host) behind a load
+    balancer still grants a key its limit.
+    """
+
+    _TAKE = (
+        "INSERT INTO bucket (key_id, tokens, updated) VALUES (:key, :burst - 1, :now) "
+        "ON CONFLICT (key_id) DO UPDATE SET "
+        "tokens = min(:burst, tokens + (:now - updated) * :rate) - 1, updated = :now "
+        "WHERE min(:burst, tokens + (:now - updated) * :rate) >= 1 "
+        "RETURNING tokens"
+    )
+
+    def __init__(
+        self, path: Path, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._local = threading.local()
+        self._connection().execute(
+            "CREATE TABLE IF NOT EXISTS bucket (key_id TEXT PRIMARY KEY, tokens REAL, updated REAL)"
+        )
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (a sqlite3 connection stays in the thread that opened it)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = OFF")  # buckets need not outlive a crash
+            self._local.connection = connection
+        return connection
+
+    def acquire(self, key_id: str) -> None:
+        """Take one token for ``key_id``, or raise ``RateLimited`` saying how long to wait."""
+        now = self._clock()
+        values = {"key": key_id, "burst": float(self.burst), "rate": self.rate, "now": now}
+        connection = self._connection()
+        if connection.execute(self._TAKE, values).fetchall():
+            return
+        (tokens,) = connection.execute(
+            "SELECT min(:burst, tokens + (:now - updated) * :rate) FROM bucket WHERE key_id = :key",
+            values,
+        ).fetchone()
+        raise RateLimited(retry_after=_retry_after(tokens, self.rate))
+
+
+def _retry_after(tokens: float, rate: float) -> int:
+    """Whole seconds until a bucket holding ``tokens`` has one."""
+    return max(1, math.ceil((1.0 - tokens) / rate))
+
+
+def rate_limiter(settings: Settings) -> RateLimiter | SharedRateLimiter:
+    """The limiter ``settings`` ask for: shared through ``serving_rate_state`` when set (the
+    workers of ``omnicdp serve --workers N``), else in-process."""
+    rate, burst = settings.serving_rate_limit, settings.serving_rate_burst
+    if settings.serving_rate_state is None:
+        return RateLimiter(rate, burst)
+    return SharedRateLimiter(settings.serving_rate_state, rate, burst)
