@@ -11,13 +11,15 @@ listing and revoking. Roles:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import math
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -127,11 +129,14 @@ class RateLimiter:
 class SharedRateLimiter:
     """The same token buckets, kept in one SQLite file that every worker of a server uses.
 
-    Taking a token is one UPSERT (refill, check and take in a single statement, so two workers
-    cannot both take the last token): a few tens of microseconds in a local file, against a
-    request's milliseconds. The clock is ``time.monotonic``, which on Linux counts from boot
-    for every process alike. The file is local to one host: each server (host) behind a load
-    balancer still grants a key its limit.
+    A token is taken under an exclusive lock on a file beside it (``flock``: a waiter sleeps in
+    the kernel and wakes when the lock is released), so the workers take turns without ever
+    meeting in SQLite, whose own busy wait sleeps 1 ms and more, and each reads the clock only
+    once it holds the lock, so no one writes an older time over a newer one. Then one UPSERT
+    refills, checks and takes: tens of microseconds, against a request's milliseconds. The
+    clock is ``time.monotonic``, which on Linux counts from boot for every process alike. The
+    files are local to one host: each server (host) behind a load balancer still grants a key
+    its limit.
     """
 
     _TAKE = (
@@ -149,32 +154,38 @@ class SharedRateLimiter:
         self.rate = rate
         self.burst = burst
         self._clock = clock
-        self._local = threading.local()
-        self._connection().execute(
-            "CREATE TABLE IF NOT EXISTS bucket (key_id TEXT PRIMARY KEY, tokens REAL, updated REAL)"
-        )
+        self._turn = threading.Lock()  # this process's threads; the lock file, the processes
+        self._lock_file = path.with_name(path.name + ".lock").open("a")
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = OFF")  # buckets need not outlive a crash
+        with self._exclusive():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS bucket "
+                "(key_id TEXT PRIMARY KEY, tokens REAL, updated REAL)"
+            )
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (a sqlite3 connection stays in the thread that opened it)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, timeout=5)
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = OFF")  # buckets need not outlive a crash
-            self._local.connection = connection
-        return connection
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._turn:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def acquire(self, key_id: str) -> None:
         """Take one token for ``key_id``, or raise ``RateLimited`` saying how long to wait."""
-        now = self._clock()
-        values = {"key": key_id, "burst": float(self.burst), "rate": self.rate, "now": now}
-        connection = self._connection()
-        if connection.execute(self._TAKE, values).fetchall():
-            return
-        (tokens,) = connection.execute(
-            "SELECT min(:burst, tokens + (:now - updated) * :rate) FROM bucket WHERE key_id = :key",
-            values,
-        ).fetchone()
+        with self._exclusive():
+            now = self._clock()
+            values = {"key": key_id, "burst": float(self.burst), "rate": self.rate, "now": now}
+            if self._db.execute(self._TAKE, values).fetchall():
+                return
+            (tokens,) = self._db.execute(
+                "SELECT min(:burst, tokens + (:now - updated) * :rate) FROM bucket "
+                "WHERE key_id = :key",
+                values,
+            ).fetchone()
         raise RateLimited(retry_after=_retry_after(tokens, self.rate))
 
 
