@@ -1,4 +1,4 @@
-"""Agent API under load: lookup by phone at a fixed rate over 1,000,000 published customers.
+"""Agent API under load: lookup by phone over 1,000,000 published customers.
 
 For each store (SQLite file; PostgreSQL in a throwaway local cluster when its binaries are
 installed) the benchmark:
@@ -6,16 +6,22 @@ installed) the benchmark:
 1. fills the store with 1,000,000 synthetic customers (a context of realistic size, a phone and
    an email each) through ``ServingStore.publish``, the code path ``omnicdp publish`` uses,
    without Spark, which is not what is measured here;
-2. starts the real server (``omnicdp serve``: uvicorn, one process) on 127.0.0.1;
-3. sends ``GET /v1/customers/lookup?phone=...`` for random customers, the phone typed as a
-   person would ("+82 10-2345-6789"), open-loop at a fixed 1,000 requests/s for 20 s after a
-   5 s warm-up, over keep-alive connections. Latency is measured from when each request was
-   *due*, so a stalled server shows up in the percentiles instead of slowing the sender down.
+2. starts the real server (``omnicdp serve``, one worker process per core) on 127.0.0.1, the
+   rate limit set out of reach (its shared bucket is still written on every request);
+3. sends ``GET /v1/customers/lookup/phone?phone=...`` for random customers, the phone typed as a
+   person would ("+82 10-2345-6789"), from this process (the load generator runs apart from
+   the server's), over keep-alive connections:
+   - open loop at a fixed 1,000 requests/s for 20 s after a 5 s warm-up. Latency is measured
+     from when each request was *due*, so a stalled server shows up in the percentiles
+     instead of slowing the sender down;
+   - closed loop at concurrency 1, 8, 32 and 128 for 8 s each: that many clients, each sending
+     its next request when the last one is answered; throughput and p50/p99 per level.
 
 Results go to ``bench/results/serving.json``: p50/p95/p99/max latency, achieved rate and errors
-per store, whether p99 stays under the 10 ms target, the time requests spent inside the app
-(from the server's access log) and the machine's load average around the run: the sender shares
-the two cores with the server, and numbers from a busy machine are pessimistic.
+per store, whether p99 stays under the 10 ms target at 1,000 requests/s and under 50 ms at
+concurrency 32, the time requests spent inside the app (from the server's access log) and the
+machine's load average around each run: the sender shares the cores with the server, and
+numbers from a busy machine are pessimistic.
 Only loopback traffic; every loop is bounded by the request count.
 """
 
@@ -51,6 +57,10 @@ WARMUP_S = 5
 DURATION_S = 20
 TARGET_P99_MS = 10.0
 MAX_CONNECTIONS = 64
+CONCURRENCY = (1, 8, 32, 128)
+LEVEL_S = 8
+TARGET_P99_MS_AT_32 = 50.0
+WORKERS = os.cpu_count() or 1
 PORT = 18_765
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 _BIN = Path(sys.executable).parent
@@ -139,6 +149,7 @@ def _serve(url: str, log: Path) -> subprocess.Popen:
         "OMNICDP_SERVING_RATE_BURST": str(RATE * 10),
     }
     command = [str(_BIN / "omnicdp"), "serve", "--host", "127.0.0.1", "--port", str(PORT)]
+    command += ["--workers", str(WORKERS)]
     with log.open("w") as stderr:
         server = subprocess.Popen(command, env=env, stdout=stderr, stderr=stderr)
     deadline = time.monotonic() + 60
@@ -215,11 +226,52 @@ async def _drive(key: str, seconds: float) -> dict:
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        path = "/v1/customers/lookup?phone=" + quote(phone(rng.randrange(CUSTOMERS))[0])
+        path = "/v1/customers/lookup/phone?phone=" + quote(phone(rng.randrange(CUSTOMERS))[0])
         tasks.append(asyncio.ensure_future(one(due, path)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     return _summary(latencies, errors, count, elapsed)
+
+
+async def _closed_loop(key: str, concurrency: int, seconds: float) -> dict:
+    """``concurrency`` clients for ``seconds``, each sending its next lookup when the last one
+    was answered; latency from send to answer."""
+    connections = _Connections(concurrency)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    rng = random.Random(concurrency)
+    sent = 0
+    stop = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal sent
+        while time.perf_counter() < stop:
+            path = "/v1/customers/lookup/phone?phone=" + quote(phone(rng.randrange(CUSTOMERS))[0])
+            started = time.perf_counter()
+            sent += 1
+            try:
+                status = str(await connections.get(key, path))
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as err:
+                status = type(err).__name__
+            if status == "200":
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors[status] += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return _summary(latencies, errors, sent, time.perf_counter() - began)
+
+
+def _concurrency_table(key: str) -> dict[str, dict]:
+    table = {}
+    for concurrency in CONCURRENCY:
+        load_before = os.getloadavg()[0]
+        level = uvloop.run(_closed_loop(key, concurrency, LEVEL_S))
+        level["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        print(f"concurrency {concurrency}: {level}", file=sys.stderr)
+        table[str(concurrency)] = level
+    return table
 
 
 def _summary(latencies: list[float], errors: Counter[str], sent: int, elapsed: float) -> dict:
@@ -247,7 +299,7 @@ def _in_server_ms(log: Path, after_line: int) -> dict:
     return {f"p{p}_ms": times[min(len(times) - 1, int(p / 100 * len(times)))] for p in (50, 99)}
 
 
-_ACCESS_MS = re.compile(r"lookup 200 (\d+\.\d)ms")
+_ACCESS_MS = re.compile(r"lookup/phone 200 (\d+\.\d)ms")
 
 
 def run_store(name: str, url: str, workdir: Path) -> dict:
@@ -262,12 +314,15 @@ def run_store(name: str, url: str, workdir: Path) -> dict:
         load_before = os.getloadavg()[0]
         result = uvloop.run(_drive(key, DURATION_S))
         result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        result["inside_app"] = _in_server_ms(log, warmup_lines)
+        result["concurrency"] = _concurrency_table(key)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    result["inside_app"] = _in_server_ms(log, warmup_lines)
     result["publish_seconds"] = round(fill_seconds, 1)
     result["p99_target_met"] = result["p99_ms"] < TARGET_P99_MS and not result["errors"]
+    at_32 = result["concurrency"]["32"]
+    result["p99_at_32_target_met"] = at_32["p99_ms"] < TARGET_P99_MS_AT_32 and not at_32["errors"]
     print(f"{name}: {result}", file=sys.stderr)
     return result
 
@@ -288,11 +343,14 @@ def main() -> None:
             with store as url:
                 results[name] = run_store(name, url, Path(tmp))
     report = {
-        "benchmark": "GET /v1/customers/lookup?phone=, open loop",
+        "benchmark": "GET /v1/customers/lookup/phone?phone=, open loop and closed loop",
         "customers": CUSTOMERS,
+        "server_workers": WORKERS,
         "target_rps": RATE,
         "duration_s": DURATION_S,
         "target_p99_ms": TARGET_P99_MS,
+        "concurrency_level_s": LEVEL_S,
+        "target_p99_ms_at_concurrency_32": TARGET_P99_MS_AT_32,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -72,9 +72,7 @@ class _Timer:
 
 def demo_settings(workdir: Path, base: Settings) -> Settings:
     """The demo keeps its landing files and lakehouse in its own folder."""
-    return base.model_copy(
-        update={"landing": workdir / "landing", "lakehouse": workdir / "lakehouse"}
-    )
+    return base.updated(landing=workdir / "landing", lakehouse=workdir / "lakehouse")
 
 
 def run_demo(

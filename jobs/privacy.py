@@ -127,30 +127,53 @@ def identifier_hash(kind: IdentifierKind, value: str) -> str:
     return hashlib.sha256(normalized.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class RecordedRequest:
+    """An erasure request as ``ops.erasure_requests`` holds it after ``request_erasure``."""
+
+    request_id: str
+    new: bool  # False: this request (same id, same identifier) was already recorded
+    completed_at: datetime | None  # None: pending, for the next ``erase`` to carry out
+
+
 def request_erasure(
     spark: SparkSession,
     settings: Settings,
     kind: IdentifierKind,
     value: str,
     request_id: str | None = None,
-) -> str:
-    """Record an erasure request (the identifier's hash only); its id. Idempotent per id."""
+) -> RecordedRequest:
+    """Record an erasure request (the identifier's hash only).
+
+    A request id names one request. The same id for the same identifier again records nothing
+    new and says how far the request got; for another identifier it is refused
+    (``PrivacyError``): recording nothing without a word would leave the person who asked in
+    every table. One MERGE inserts the row only when the id is new, so of two writers racing
+    with one id, one fails on Delta's conflict check instead of both believing they recorded.
+    """
     request_id = request_id or f"erase-{uuid.uuid4().hex[:12]}"
+    sha256 = identifier_hash(kind, value)
     row = spark.createDataFrame(
-        [(request_id, str(kind), identifier_hash(kind, value), datetime.now(UTC), *[None] * 4)],
+        [(request_id, str(kind), sha256, datetime.now(UTC), *[None] * 4)],
         spark_schema(ERASURE_REQUEST),
     )
     if not table_exists(spark, settings, ERASURE_REQUESTS):
         row.limit(0).write.format("delta").save(ERASURE_REQUESTS.path(settings))
-    (
-        _delta(spark, settings, ERASURE_REQUESTS)
-        .alias("t")
+    target = _delta(spark, settings, ERASURE_REQUESTS)
+    merge = (
+        target.alias("t")
         .merge(row.alias("s"), "t.request_id = s.request_id")
         .whenNotMatchedInsertAll()
-        .execute()
     )
-    log.info("erasure request %s recorded (%s)", request_id, kind)
-    return request_id
+    new = merge_commit_metric(target, merge, "numTargetRowsInserted") == 1
+    stored = _requests(spark, settings).where(F.col("request_id") == request_id).first()
+    if (stored.kind, stored.identifier_sha256) != (str(kind), sha256):
+        raise PrivacyError(
+            f"erasure request {request_id} is already recorded for another identifier; "
+            "nothing was recorded: give this request its own --request-id"
+        )
+    log.info("erasure request %s %s (%s)", request_id, "recorded" if new else "exists", kind)
+    return RecordedRequest(request_id, new, stored.completed_at)
 
 
 def erase(

@@ -19,8 +19,11 @@ real schema before anything is built, and a mistake names the file, the segment 
 ``build_segments`` rebuilds ``gold.segment_membership`` (segment, customer_id, consent purpose,
 as_of) for every definition in one atomic Delta overwrite. Customers who match but have not
 given the segment's consent (opted out, or never asked: unknown is not consent) are left out and
-counted; the counts are stored in the commit's ``userMetadata`` so they travel with the very
-table version they describe, and ``list_segments`` reports them with sizes and overlaps.
+counted; the counts go to their own table, ``ops.segment_builds``, right after the membership
+is written, and ``list_segments`` reports them with sizes and overlaps. They used to be the
+membership commit's ``userMetadata``, which any later commit to that table (an erasure's
+deletes) hid, so built segments read as "not built". A build killed between the two writes
+leaves the previous counts beside the new membership until the next build.
 
 ``export_segment`` writes one segment for an ad platform: ``segment, customer_id,
 email_sha256, phone_sha256``, where the email is hashed lower-case and trimmed and the phone in
@@ -33,10 +36,10 @@ path, so the output is one file (a local path), replaced atomically.
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -45,18 +48,20 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.curate import RuleError, checked_predicate
-from jobs.lakehouse.spark_schema import conform
+from jobs.lakehouse.delta import overwrite_table, read_table, table_exists
+from jobs.lakehouse.spark_schema import conform, spark_schema
 from schemas.catalog import (
     GOLD_CUSTOMER_360,
     GOLD_CUSTOMER_PROFILE,
     GOLD_CUSTOMER_TIMELINE,
     GOLD_SEGMENT_MEMBERSHIP,
+    SEGMENT_BUILDS,
     Table,
 )
 from schemas.consent import CONSENT_PURPOSES, ConsentPurpose
 from schemas.rule_files import load_rule_file
 from schemas.settings import Settings
-from schemas.tables import SEGMENT_MEMBERSHIP
+from schemas.tables import SEGMENT_BUILD, SEGMENT_MEMBERSHIP
 
 ExportFormat = Literal["csv", "parquet"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -207,18 +212,24 @@ def build_segments(spark: SparkSession, settings: Settings) -> SegmentBuildSumma
     try:
         counts = _build_counts(everyone, segments)
         members = everyone.where("_consented").withColumn("as_of", as_of)
-        metadata = json.dumps({n: asdict(c) for n, c in counts.items()}, sort_keys=True)
-        (
-            conform(members, SEGMENT_MEMBERSHIP)
-            .write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .option("userMetadata", metadata)
-            .save(GOLD_SEGMENT_MEMBERSHIP.path(settings))
-        )
+        overwrite_table(conform(members, SEGMENT_MEMBERSHIP), settings, GOLD_SEGMENT_MEMBERSHIP)
     finally:
         everyone.unpersist()
+    _store_counts(spark, settings, counts, datetime.fromtimestamp(latest.micros / 1e6, UTC))
     return SegmentBuildSummary(segments=counts, as_of=latest.text)
+
+
+def _store_counts(
+    spark: SparkSession, settings: Settings, counts: dict[str, SegmentCounts], as_of: datetime
+) -> None:
+    """Replace ``ops.segment_builds`` with this build's counts, one row per segment."""
+    built_at = datetime.now(UTC)
+    rows = [
+        (name, c.consent, c.matched, c.excluded_no_consent, c.members, as_of, built_at)
+        for name, c in counts.items()
+    ]
+    frame = spark.createDataFrame(rows, spark_schema(SEGMENT_BUILD))
+    overwrite_table(frame, settings, SEGMENT_BUILDS)
 
 
 def _matches_of(c360: DataFrame, timeline: DataFrame, segment: Segment, as_of: Column) -> DataFrame:
@@ -306,15 +317,13 @@ def list_segments(spark: SparkSession, settings: Settings) -> SegmentListing:
 
 
 def _built_counts(spark: SparkSession, settings: Settings) -> dict[str, SegmentCounts]:
-    """The counts the last build stored with its table version (none if never built)."""
-    from delta.tables import DeltaTable
-
-    path = GOLD_SEGMENT_MEMBERSHIP.path(settings)
-    if not DeltaTable.isDeltaTable(spark, path):
+    """The counts the last build stored (none if never built)."""
+    if not table_exists(spark, settings, SEGMENT_BUILDS):
         return {}
-    last = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()
-    stored = json.loads(last.userMetadata) if last and last.userMetadata else {}
-    return {name: SegmentCounts(**values) for name, values in stored.items()}
+    return {
+        r.segment: SegmentCounts(r.consent_purpose, r.matched, r.excluded_no_consent, r.members)
+        for r in read_table(spark, settings, SEGMENT_BUILDS).collect()  # one row per segment
+    }
 
 
 def _overlaps(spark: SparkSession, settings: Settings) -> dict[tuple[str, str], int]:

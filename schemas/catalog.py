@@ -51,8 +51,9 @@ class Table:
     ``row_key``: for a table of rows per customer that a micro-batch replaces customer by
     customer, the columns a row is unique on (``jobs.lakehouse.delta.store_customer_rows``).
 
-    ``internal``: state a step keeps for its own next run (identity's features and id history);
-    no other step reads it, so :func:`stage_tables` leaves it out.
+    ``internal``: state a step keeps for its own next run (identity's features and id history)
+    or for its own commands (the segment build's counts); no other step reads it, so
+    :func:`stage_tables` leaves it out.
     """
 
     layer: Layer
@@ -164,6 +165,13 @@ GOLD_AGENT_CONTEXT = Table(
 GOLD_SEGMENT_MEMBERSHIP = Table(
     Layer.GOLD, "segment_membership", "marketers' audiences, consent applied", Stage.SEGMENTS
 )
+SEGMENT_BUILDS = Table(
+    Layer.OPS,
+    "segment_builds",
+    "the last segment build: per segment, customers matched, left out for consent, members",
+    Stage.SEGMENTS,
+    internal=True,
+)
 GOLD_JOURNEY_METRICS = Table(
     Layer.GOLD,
     "journey_metrics",
@@ -190,6 +198,7 @@ ALL_TABLES: tuple[Table, ...] = (
     GOLD_CUSTOMER_TIMELINE,
     GOLD_AGENT_CONTEXT,
     GOLD_SEGMENT_MEMBERSHIP,
+    SEGMENT_BUILDS,
     GOLD_JOURNEY_METRICS,
 )
 

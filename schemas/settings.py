@@ -3,6 +3,12 @@
 Values come, in increasing priority, from defaults that run locally, an optional YAML file
 (``OMNICDP_CONFIG=path.yaml``) and ``OMNICDP_*`` environment variables, so the same code runs
 on a laptop and on a cluster: configuration, not code, chooses the engine.
+
+Every local path a setting holds (folders, files, a SQLite serving URL) is made absolute here,
+once, against the working directory the settings are read in; object-store URIs stay as they
+are. No step then depends on where it runs from: Delta's SQL takes only absolute path
+identifiers (``REORG TABLE delta.`lakehouse/...``` is "table not found"), and a spark-submit
+driver or an Airflow task may not start in the folder the command was typed in.
 """
 
 from __future__ import annotations
@@ -13,12 +19,23 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.rule_files import load_rule_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_SQLITE = "sqlite:///"
+
+
+def is_uri(path: Path | str) -> bool:
+    """An object-store URI (``s3a://bucket/lake``; ``Path`` folds its "//" to "/")."""
+    return ":/" in str(path)
+
+
+def absolute(path: Path) -> Path:
+    """``path`` from the working directory, without following links; a URI as it is."""
+    return path if is_uri(path) else Path(os.path.abspath(path.expanduser()))
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -84,6 +101,12 @@ class Settings(BaseSettings):
         50.0, description="API requests per second allowed per key (token bucket refill rate)"
     )
     serving_rate_burst: int = Field(100, description="API requests a key may send in one burst")
+    serving_rate_state: Path | None = Field(
+        None,
+        description="SQLite file where every worker of one API server keeps the keys' rate "
+        "buckets, so a key's limit holds across workers; `omnicdp serve --workers N` makes one "
+        "when unset; unset and one process: kept in memory",
+    )
     serving_key_cache_seconds: float = Field(
         5.0, description="how long a checked API key is trusted; a revoked key works that long"
     )
@@ -121,6 +144,32 @@ class Settings(BaseSettings):
         None, description="reference time of curated tables; default the latest interaction"
     )
 
+    @field_validator(
+        "lakehouse",
+        "landing",
+        "jars_dir",
+        "model_path",
+        "serving_rate_state",
+        "segments_dir",
+        "curation_rules",
+        "survivorship_rules",
+    )
+    @classmethod
+    def _absolute_path(cls, path: Path | None) -> Path | None:
+        return absolute(path) if path is not None else None
+
+    @field_validator("serving_url")
+    @classmethod
+    def _absolute_sqlite_file(cls, url: str | None) -> str | None:
+        if url is None or not url.startswith(_SQLITE):
+            return url
+        return _SQLITE + str(absolute(Path(url.removeprefix(_SQLITE))))
+
+    def updated(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, checked as read settings are (paths made absolute), which
+        ``model_copy(update=...)`` skips."""
+        return self.model_validate({**self.model_dump(), **changes})
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -150,11 +199,11 @@ class Settings(BaseSettings):
         """The serving store: configured, or an embedded SQLite file beside the tables."""
         if self.serving_url:
             return self.serving_url
-        if ":/" in str(self.lakehouse):  # an object-store URI (Path folds "//" to "/")
+        if is_uri(self.lakehouse):
             raise ValueError(
                 "OMNICDP_SERVING_URL must be set when the lakehouse is not a local folder"
             )
-        return f"sqlite:///{(self.lakehouse / 'serving' / 'omnicdp.sqlite').resolve()}"
+        return f"sqlite:///{self.lakehouse / 'serving' / 'omnicdp.sqlite'}"
 
     @property
     def reports_dir(self) -> Path:

@@ -235,6 +235,16 @@ JOURNEY_METRICS = Struct(
     Field("repeat_contact_rate", DOUBLE),
 )
 
+# The last segment build (jobs/segments.py), one row per segment: customers matching its
+# predicate, those left out for lack of consent, and members; beside gold.segment_membership,
+# whose later commits (an erasure's deletes) would otherwise hide the build's own.
+SEGMENT_BUILD = Struct(
+    Field("segment", STRING, nullable=False),
+    Field("consent_purpose", STRING, nullable=False),
+    *fields("matched excluded_no_consent members", LONG),
+    *fields("as_of built_at", TIMESTAMP),
+)
+
 # An erasure request (jobs/privacy.py): the identifier only as the SHA-256 of its normalized
 # form; the customer ids it resolved to; and, once done, the rows deleted per table by the run
 # that completed it (one run serves every request pending at its start).

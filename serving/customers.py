@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -30,6 +31,8 @@ from serving.models import (
 from serving.problems import CustomerNotFound, InvalidInput, NotPublished, SegmentNotFound
 from serving.store.base import CustomerRow, Generation, ServingStore
 
+COUNTRY_CODE = r"^[A-Za-z]{2}$"  # ISO 3166 alpha-2, either case
+
 
 class LookupKind(StrEnum):
     """Identifiers a channel hands an agent; the values name the lookup keys in the store."""
@@ -44,7 +47,7 @@ class LookupKind(StrEnum):
 def normalize(kind: LookupKind, raw: str, country: str | None = None) -> str:
     """The identifier as silver stores it; ``InvalidInput`` naming the field when impossible."""
     if kind is LookupKind.PHONE:
-        if country is not None and not (len(country) == 2 and country.isalpha()):
+        if country is not None and not re.fullmatch(COUNTRY_CODE, country):
             raise InvalidInput("country", "expected an ISO 3166 alpha-2 code such as KR or US")
         value = normalize_phone(raw, country)
         problem = "not a valid phone number (E.164, or national with a country)"

@@ -18,11 +18,11 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from schemas.settings import Settings
-from serving.customers import CustomerDirectory, LookupKind
+from serving.customers import COUNTRY_CODE, CustomerDirectory, LookupKind
 from serving.keys import CUSTOMER_READERS, Authenticator, RateLimiter, authorize
 from serving.models import AgentContext, LookupResult, Timeline
 from serving.problems import InvalidInput, ServingError
-from serving.store.base import ServingStore
+from serving.store.base import MAX_SEQ, ServingStore
 
 _T = TypeVar("_T")
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -73,7 +73,9 @@ def create_mcp_server(settings: Settings, store: ServingStore, api_key: str) -> 
         loyalty_id: str | None = None,
         handle: str | None = None,
         device_id: str | None = None,
-        country: Annotated[str | None, Field(description="ISO alpha-2, for phone")] = None,
+        country: Annotated[
+            str | None, Field(pattern=COUNTRY_CODE, description="ISO alpha-2, for phone")
+        ] = None,
     ) -> LookupResult:
         given = {
             kind: value
@@ -117,7 +119,9 @@ def create_mcp_server(settings: Settings, store: ServingStore, api_key: str) -> 
     def get_customer_timeline(
         customer_id: str,
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
-        before: Annotated[int | None, Field(ge=1, description="a next_before cursor")] = None,
+        before: Annotated[
+            int | None, Field(ge=1, le=MAX_SEQ, description="a next_before cursor")
+        ] = None,
     ) -> Timeline:
         return checked(lambda: directory.timeline(customer_id, limit, before))
 

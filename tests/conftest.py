@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from jobs.lakehouse.session import get_spark
 from schemas.settings import Settings
+from serving.store.throwaway import server_binaries, throwaway_postgres
 
 # pytest-xdist runs tests in workers whose ``__main__`` has neither ``__spec__`` nor ``__file__``.
 # PySpark takes that for a doctest run and exits the process (``sys.exit(0)``) when
@@ -45,3 +47,17 @@ def settings(tmp_path: Path) -> Settings:
         spark_master="local[2]",
         shuffle_partitions=4,
     )
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway server for the module; without the server binaries the PostgreSQL tests
+    skip, saying why, except under CI (``CI=true``), where a missing server is a failure."""
+    binaries = server_binaries()
+    if binaries is None:
+        reason = "PostgreSQL server binaries not found (apt-get install postgresql)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    with throwaway_postgres(binaries) as url:
+        yield url

@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import re
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -252,7 +253,29 @@ def test_with_spark_submit_every_spark_step_is_submitted(
             assert task.application == str(STEP_APPLICATION)
             assert task.application_args == [task.task_id, "{{ dag.dag_id }}", "{{ run_id }}"]
             assert task._conn_id == "omnicdp_spark"
-            assert task.env_vars["OMNICDP_LAKEHOUSE"] == os.environ["OMNICDP_LAKEHOUSE"]
+            assert task.env_vars is None  # the worker's OMNICDP_* are read when it runs
+
+
+def test_no_secret_is_stored_with_the_dags() -> None:
+    """What the dag processor stores (each DAG serialized) and what a task instance stores
+    (its rendered template fields) hold no password from the worker's environment."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    password = f"pw-{secrets.token_hex(8)}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMNICDP_SPARK_SUBMIT", "true")
+        env.setenv("OMNICDP_SERVING_URL", f"postgresql://omnicdp:{password}@db:5432/cdp")
+        dagbag = load_dags()
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dags) == set(SPARK_STEPS)
+    for dag_id, dag in dagbag.dags.items():
+        serialized = json.dumps(DagSerialization.to_dict(dag))  # as the dag processor stores it
+        assert password not in serialized, dag_id
+        assert '"task_type": "SparkStepOperator"' in serialized  # the environment was read
+        for task in dag.tasks:
+            task.render_template_fields({"dag": dag, "run_id": "manual__2026-12-01"})
+            rendered = {field: getattr(task, field) for field in task.template_fields}
+            assert password not in json.dumps(rendered, default=str), (dag_id, task.task_id)
 
 
 # --- one step through a real spark-submit ----------------------------------------------------

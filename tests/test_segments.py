@@ -13,6 +13,7 @@ Five customers as of 2026-11-10 12:00 UTC and three audiences, worked by hand:
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -21,9 +22,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs.cli import main
 from jobs.curate import checked_predicate
 from jobs.segments import (
     SegmentBuildSummary,
@@ -326,3 +329,33 @@ def test_shipped_definitions_are_valid(
     for segment in shipped:
         candidates = segment_candidates(c360, timeline, segment, F.lit(AS_OF))
         checked_predicate(candidates, segment.definition.where, segment.label)
+
+
+def test_segments_stay_built_after_later_commits_to_their_membership(
+    spark: SparkSession,
+    built: tuple[Settings, SegmentBuildSummary],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An erasure commits a delete and a purge to gold.segment_membership; the build's counts
+    used to live in the membership's last commit, so export then said "not built"."""
+    settings, summary = built
+    lakehouse = tmp_path / "lakehouse"
+    shutil.copytree(settings.lakehouse, lakehouse)
+    copy = settings.updated(lakehouse=lakehouse)
+    membership = DeltaTable.forPath(spark, GOLD_SEGMENT_MEMBERSHIP.path(copy))
+    membership.delete(F.col("customer_id") == "S5")  # as an erasure of S5 does
+    spark.sql(f"REORG TABLE delta.`{GOLD_SEGMENT_MEMBERSHIP.path(copy)}` APPLY (PURGE)")
+    monkeypatch.setenv("OMNICDP_SEGMENTS_DIR", str(settings.segments_dir))
+    output = tmp_path / "big_spenders.csv"
+
+    exported = main(["--lakehouse", str(lakehouse), "segment", "export", "big_spenders",
+                     "--output", str(output)])  # fmt: skip
+    listed = main(["--lakehouse", str(lakehouse), "segment", "list"])
+
+    assert (exported, listed) == (0, 0), capsys.readouterr().err
+    assert list(pd.read_csv(output).customer_id) == ["S1"]  # S5 is gone, the segment is not
+    printed = capsys.readouterr().out
+    assert "not built" not in printed
+    assert list_segments(spark, copy).segments[2].counts == summary.segments["big_spenders"]

@@ -30,6 +30,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -73,7 +74,7 @@ from serving.store.base import (
     Upserted,
 )
 from serving.store.base import TIMELINE as TIMELINE_TABLE
-from serving.store.throwaway import server_binaries, throwaway_postgres
+from serving.tools import create_mcp_server
 
 BIN = Path(sys.executable).parent
 T0 = datetime(2026, 11, 1, 9, 0)
@@ -190,20 +191,6 @@ def gold(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Setti
     settings = Settings(lakehouse=root / "lakehouse", spark_master="local[2]")
     write_gold(spark, settings)
     return settings
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway server for the module; without the server binaries the PostgreSQL tests
-    skip, saying why, except under CI (``CI=true``), where a missing server is a failure."""
-    binaries = server_binaries()
-    if binaries is None:
-        reason = "PostgreSQL server binaries not found (apt-get install postgresql)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
-        pytest.skip(reason)
-    with throwaway_postgres(binaries) as url:
-        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -498,18 +485,24 @@ def test_lookup_values_normalize_like_silver(spark: SparkSession) -> None:
 def test_lookup_by_whatever_the_channel_gives(
     client: TestClient, keys: dict[str, str], query: dict, expected: list[str]
 ) -> None:
-    response = client.get("/v1/customers/lookup", params=query, headers=auth(keys["agent"]))
+    kind = next(k for k in query if k != "country")
+    response = client.get(f"/v1/customers/lookup/{kind}", params=query, headers=auth(keys["agent"]))
     assert response.status_code == 200, response.text
     body = response.json()
     assert [m["customer_id"] for m in body["matches"]] == expected
-    assert body["matched_on"] == next(k for k in query if k != "country")
+    assert body["matched_on"] == kind
+    # the first version's route, one-of query parameters, answers the same
+    old = client.get("/v1/customers/lookup", params=query, headers=auth(keys["agent"]))
+    assert old.json() == body
 
 
 def test_lookup_answer_carries_what_an_agent_sees_first(
     client: TestClient, keys: dict[str, str]
 ) -> None:
     response = client.get(
-        "/v1/customers/lookup", params={"email": "mia@example.com"}, headers=auth(keys["admin"])
+        "/v1/customers/lookup/email",
+        params={"email": "mia@example.com"},
+        headers=auth(keys["admin"]),
     )
     assert response.json()["matches"] == [
         {"customer_id": "C1", "display_name": "Mia Park", "tier": "silver", "open_case_count": 1}
@@ -517,28 +510,37 @@ def test_lookup_answer_carries_what_an_agent_sees_first(
 
 
 @pytest.mark.parametrize(
-    ("query", "field"),
+    ("kind", "query", "field"),
     [
-        ({"phone": "12345"}, "phone"),
-        ({"phone": "+82 10-1234-5678", "country": "Korea"}, "country"),
-        ({"email": "mia@example"}, "email"),
-        ({"handle": " "}, "handle"),
-        ({}, "query"),
-        ({"email": "mia@example.com", "phone": "+821012345678"}, "query"),
+        ("phone", {"phone": "12345"}, "phone"),
+        ("phone", {"phone": "+82 10-1234-5678", "country": "Korea"}, "country"),
+        ("phone", {"country": "KR"}, "phone"),
+        ("email", {"email": "mia@example"}, "email"),
+        ("handle", {"handle": " "}, "handle"),
+        ("loyalty_id", {}, "loyalty_id"),
     ],
 )
 def test_malformed_lookups_are_422_naming_the_field_not_the_value(
-    client: TestClient, keys: dict[str, str], query: dict, field: str
+    client: TestClient, keys: dict[str, str], kind: str, query: dict, field: str
 ) -> None:
-    response = client.get("/v1/customers/lookup", params=query, headers=auth(keys["agent"]))
+    response = client.get(f"/v1/customers/lookup/{kind}", params=query, headers=auth(keys["agent"]))
     body = problem(response, 422)
     assert [e["field"] for e in body["errors"]] == [field]
     assert not any(v in response.text for v in query.values() if len(v.strip()) > 3)
 
 
+@pytest.mark.parametrize("query", [{}, {"email": "mia@example.com", "phone": "+821012345678"}])
+def test_the_first_lookup_route_still_takes_exactly_one_identifier(
+    client: TestClient, keys: dict[str, str], query: dict
+) -> None:
+    response = client.get("/v1/customers/lookup", params=query, headers=auth(keys["agent"]))
+    assert [e["field"] for e in problem(response, 422)["errors"]] == ["query"]
+    assert "mia@" not in response.text
+
+
 def test_unknown_identifier_is_404(client: TestClient, keys: dict[str, str]) -> None:
     response = client.get(
-        "/v1/customers/lookup", params={"phone": "+14155550199"}, headers=auth(keys["agent"])
+        "/v1/customers/lookup/phone", params={"phone": "+14155550199"}, headers=auth(keys["agent"])
     )
     body = problem(response, 404)
     assert "5550199" not in response.text
@@ -633,6 +635,30 @@ def test_timeline_newest_first_in_pages(client: TestClient, keys: dict[str, str]
     )
 
 
+@pytest.mark.parametrize(("before", "status"), [(2**63 - 1, 200), (2**63, 422), (10**30, 422)])
+def test_a_cursor_beyond_what_the_store_holds_is_422_not_500(
+    client: TestClient, keys: dict[str, str], before: int, status: int
+) -> None:
+    """Regression: ``before`` >= 2**63 reached SQLite's driver, whose OverflowError was a 500."""
+    response = client.get(
+        "/v1/customers/C1/timeline", params={"before": before}, headers=auth(keys["agent"])
+    )
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert [e["field"] for e in problem(response, 422)["errors"]] == ["before"]
+
+
+def test_text_no_store_can_hold_is_found_nowhere(client: TestClient, keys: dict[str, str]) -> None:
+    """A NUL character, which PostgreSQL's text refuses (its driver raised, a 500), is in no id."""
+    agent, marketer = auth(keys["agent"]), auth(keys["marketer"])
+    problem(client.get("/v1/customers/C1%00/context", headers=agent), 404)
+    found = client.get("/v1/customers/lookup/loyalty_id?loyalty_id=L2%00", headers=agent)
+    problem(found, 404)
+    problem(client.get("/v1/segments/vip%00/members", headers=marketer), 404)
+    paged = client.get("/v1/segments/vip/members?after=C1%00", headers=marketer)
+    assert [e["field"] for e in problem(paged, 422)["errors"]] == ["after"]
+
+
 # --- segments -----------------------------------------------------------------------------------
 
 
@@ -679,7 +705,10 @@ def test_roles_decide_what_a_key_reads(client: TestClient, keys: dict[str, str])
         200,
     ]
     assert [status("/v1/segments", r) for r in ("agent", "marketer", "admin")] == [403, 200, 200]
-    problem(client.get("/v1/customers/C1/context", headers=auth(keys["marketer"])), 403)
+    denied = problem(client.get("/v1/customers/C1/context", headers=auth(keys["marketer"])), 403)
+    assert denied["detail"].startswith("a marketer key cannot read this")
+    denied = problem(client.get("/v1/segments", headers=auth(keys["agent"])), 403)
+    assert denied["detail"].startswith("an agent key cannot read this")
 
 
 def test_missing_unknown_and_revoked_keys_are_401(client: TestClient, store: ServingStore) -> None:
@@ -730,11 +759,12 @@ def test_access_log_has_routes_not_identifiers(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="omnicdp.serving"):
         for query in ({"phone": "+82 10-1234-5678"}, {"email": "mia@example.com"}, {"phone": "1"}):
-            client.get("/v1/customers/lookup", params=query, headers=auth(keys["agent"]))
+            (kind,) = query
+            client.get(f"/v1/customers/lookup/{kind}", params=query, headers=auth(keys["agent"]))
         client.get("/v1/customers/C1/context", headers=auth(keys["agent"]))
     lines = [r.getMessage() for r in caplog.records if r.name == "omnicdp.serving.access"]
     assert len(lines) == 4
-    assert lines[0].startswith("GET /v1/customers/lookup 200 ")
+    assert lines[0].startswith("GET /v1/customers/lookup/phone 200 ")
     assert lines[3].startswith("GET /v1/customers/{customer_id}/context 200 ")
     key_tag = f"key={hash_key(keys['agent'])[:12]}"
     assert all(line.endswith(key_tag) for line in lines)
@@ -754,7 +784,7 @@ def test_openapi_document_matches_the_answers(client: TestClient, keys: dict[str
     paths = spec["paths"]
     assert set(paths) == {
         "/healthz",
-        "/v1/customers/lookup",
+        *(f"/v1/customers/lookup/{kind}" for kind in LookupKind),
         "/v1/customers/{customer_id}",
         "/v1/customers/{customer_id}/context",
         "/v1/customers/{customer_id}/timeline",
@@ -763,9 +793,10 @@ def test_openapi_document_matches_the_answers(client: TestClient, keys: dict[str
     }
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     observed = [
-        ("/v1/customers/lookup", "/v1/customers/lookup?phone=%2B821012345678", "agent", 200),
-        ("/v1/customers/lookup", "/v1/customers/lookup?phone=1", "agent", 422),
-        ("/v1/customers/lookup", "/v1/customers/lookup?email=a@b.io", "agent", 404),
+        ("/v1/customers/lookup/phone", "/v1/customers/lookup/phone?phone=%2B821012345678",
+         "agent", 200),
+        ("/v1/customers/lookup/phone", "/v1/customers/lookup/phone?phone=1", "agent", 422),
+        ("/v1/customers/lookup/email", "/v1/customers/lookup/email?email=a@b.io", "agent", 404),
         ("/v1/customers/{customer_id}", "/v1/customers/C1", "agent", 200),
         ("/v1/customers/{customer_id}", "/v1/customers/OLD0", "agent", 200),
         ("/v1/customers/{customer_id}", "/v1/customers/C404", "agent", 404),
@@ -774,7 +805,7 @@ def test_openapi_document_matches_the_answers(client: TestClient, keys: dict[str
         ("/v1/segments", "/v1/segments", "marketer", 200),
         ("/v1/segments/{name}/members", "/v1/segments/x/members", "admin", 404),
         ("/v1/segments", "/v1/segments", None, 401),
-    ]
+    ]  # fmt: skip
     for template, url, role, status in observed:
         response = client.get(url, headers=auth(keys[role]) if role else {})
         assert response.status_code == status, url
@@ -785,6 +816,11 @@ def test_openapi_document_matches_the_answers(client: TestClient, keys: dict[str
     refs = {part.split('"')[0] for part in text.split('"#/components/schemas/')[1:]}
     assert refs <= set(spec["components"]["schemas"])  # no dangling references
     assert "HTTPValidationError" not in text  # our 422s are problems, not FastAPI's shape
+    lookup = paths["/v1/customers/lookup/phone"]["get"]
+    assert [(p["name"], p["required"]) for p in lookup["parameters"]] == [
+        ("phone", True),
+        ("country", False),
+    ]  # one required identifier per route: what a generated client sends, the API takes
     provenance = spec["components"]["schemas"]["CustomerProfileProvenance"]["properties"]
     assert provenance["email_opt_in"]["anyOf"][0] == {"$ref": "#/components/schemas/Provenance"}
 
@@ -857,3 +893,26 @@ def test_an_mcp_client_finds_a_caller_and_reads_their_context(
     assert context["open_cases"][0]["channel_history"] == "social -> web -> call_center"
     assert bad.is_error and "email" in bad.content[0].text
     assert "not-an-email" not in bad.content[0].text
+
+
+def test_an_mcp_timeline_cursor_beyond_what_the_store_holds_is_refused_by_name(
+    published: tuple[Settings, PublishSummary], store: ServingStore, keys: dict[str, str]
+) -> None:
+    """Regression: ``before`` >= 2**63 reached SQLite's driver and failed with OverflowError."""
+    settings, _ = published
+    server = create_mcp_server(settings, store, keys["agent"])
+
+    async def timelines() -> tuple[CallToolResult, CallToolResult]:
+        async with Client(server) as mcp:
+            args = {"customer_id": "C1"}
+            edge = await mcp.call_tool("get_customer_timeline", {**args, "before": 2**63 - 1})
+            beyond = await mcp.call_tool("get_customer_timeline", {**args, "before": 2**63})
+            return edge, beyond
+
+    edge, beyond = anyio.run(timelines)
+    assert not edge.is_error
+    assert [e["seq"] for e in edge.structured_content["events"]] == [3, 2, 1]
+    assert beyond.is_error
+    message = beyond.content[0].text
+    assert "before" in message and "less than or equal to 9223372036854775807" in message
+    assert "Overflow" not in message

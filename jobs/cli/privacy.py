@@ -11,8 +11,18 @@ def cmd_request(ctx: Context, args: argparse.Namespace) -> int:
     from jobs.privacy import IdentifierKind
 
     kind, value = next((k, v) for k in IdentifierKind if (v := getattr(args, str(k))) is not None)
-    request_id = ctx.run("request_erasure", kind=kind, value=value, request_id=args.request_id)
-    ctx.out.print(f"erasure request {request_id} recorded; `omnicdp privacy erase` carries it out")
+    recorded = ctx.run("request_erasure", kind=kind, value=value, request_id=args.request_id)
+    request = f"erasure request {recorded.request_id}"
+    pending = "`omnicdp privacy erase` carries it out"
+    if recorded.new:
+        ctx.out.print(f"{request} recorded; {pending}")
+    elif recorded.completed_at is None:
+        ctx.out.print(f"{request} is already recorded and pending; {pending}")
+    else:
+        ctx.out.print(
+            f"{request} is already recorded and was carried out "
+            f"{recorded.completed_at:%Y-%m-%d %H:%M:%S}"
+        )
     return 0
 
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from rich.table import Table as RichTable
 
 from jobs.cli.command import Commands, Context, add_command, add_group
+from schemas.settings import Settings
 from serving.keys import Role
 
 API_KEY_VARIABLE = "OMNICDP_API_KEY"
@@ -35,15 +41,53 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
     settings = ctx.settings
     logging.getLogger("omnicdp.serving.access").setLevel(logging.INFO)
-    ctx.console.print(f"serving on http://{args.host}:{args.port} (OpenAPI at /docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        access_log=False,  # uvicorn's would log query strings (phones, emails); ours does not
-        log_level="warning",
+    workers = args.workers or os.cpu_count() or 1
+    ctx.console.print(
+        f"serving on http://{args.host}:{args.port} with {workers} worker(s) (OpenAPI at /docs)"
     )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,  # uvicorn's would log query strings (phones, emails); ours does not
+        "log_level": "warning",
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    with _worker_environment(settings):
+        uvicorn.run("serving.api:app_from_environment", factory=True, workers=workers, **options)
     return 0
+
+
+@contextmanager
+def _worker_environment(settings: Settings) -> Iterator[None]:
+    """``OMNICDP_*`` variables from which every worker process builds these settings: the
+    command line's lakehouse, the store they all read, and one file for their rate buckets
+    (a new one for this server unless ``serving_rate_state`` names one)."""
+    with tempfile.TemporaryDirectory(prefix="omnicdp-serve-") as folder:
+        state = settings.serving_rate_state or Path(folder) / "rate_buckets.sqlite"
+        variables = {
+            "OMNICDP_LAKEHOUSE": str(settings.lakehouse),
+            "OMNICDP_SERVING_URL": settings.resolved_serving_url,
+            "OMNICDP_SERVING_RATE_STATE": str(state),
+        }
+        previous = {name: os.environ.get(name) for name in variables}
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1, not {number}")
+    return number
 
 
 def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
@@ -97,6 +141,11 @@ def add_commands(commands: Commands) -> None:
     serve = add_command(commands, "serve", cmd_serve, "run the agent context HTTP API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument(
+        "--workers",
+        type=positive_int,
+        help="server processes; their rate limits are shared (default: the machine's cores)",
+    )
 
     add_command(
         commands, "mcp", cmd_mcp, f"run the MCP tools on stdio (key in ${API_KEY_VARIABLE})"

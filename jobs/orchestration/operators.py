@@ -13,7 +13,11 @@ in-process task towards the rest of the DAG:
   so parsing the DAG loads neither Splink nor Maven) and the ``OMNICDP_*`` settings of the
   worker as ``env_vars``: the spark-submit process's environment in client mode,
   ``spark.yarn.appMasterEnv.*`` or ``spark.kubernetes.driverEnv.*`` in cluster mode on YARN
-  or Kubernetes.
+  or Kubernetes;
+- those variables are read from the worker's environment when the task runs, never when the
+  DAG is parsed: ``env_vars`` is a templated field, and what a DAG's operators hold when it is
+  parsed is serialized into Airflow's metadata database (the serialized DAG, the rendered
+  fields of every task instance), where a serving-store password would be stored in clear.
 
 The connection ``Settings.spark_conn_id`` names the master and, in its extra, the deploy mode
 (``{"deploy-mode": "cluster"}``) and the spark-submit binary. What a cluster deployment needs
@@ -51,7 +55,6 @@ class SparkStepOperator(SparkSubmitOperator):
             application=str(APPLICATION),
             application_args=[step, "{{ dag.dag_id }}", "{{ run_id }}"],
             conn_id=settings.spark_conn_id,
-            env_vars=omnicdp_environment(),
             name=f"omnicdp-{step}",
             **kwargs,
         )
@@ -64,17 +67,21 @@ class SparkStepOperator(SparkSubmitOperator):
         self.jars = ",".join(spark_jars(settings))
         outcome = step_outcome_path(settings, context["dag"].dag_id, context["run_id"], self.step)
         outcome.unlink(missing_ok=True)  # a previous try's must not speak for this one
+        self.env_vars = omnicdp_environment()  # rendered fields are stored before this
         try:
             super().execute(context)
         except Exception:
             raise_gate_failure(outcome)
             raise
+        finally:
+            self.env_vars = None  # nor after it (``overwrite_rtif_after_execution``)
         return read_summary(outcome)
 
 
 def omnicdp_environment() -> dict[str, str]:
     """The worker's ``OMNICDP_*`` variables, for the driver to build the same settings; secrets
-    in them (a serving-store password) are masked in Airflow's logs and rendered fields."""
+    in them (a serving-store password) are masked in Airflow's logs, where spark-submit's
+    command line shows them in cluster mode."""
     env = {k: v for k, v in os.environ.items() if k.startswith("OMNICDP_")}
     for value in env.values():
         if "://" in value and (password := urlsplit(value).password):

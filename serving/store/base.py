@@ -38,6 +38,9 @@ from urllib.parse import urlsplit, urlunsplit
 _BATCH_ROWS = 10_000
 _ERASE_BATCH = 500  # ids per DELETE: twice that stays under SQLite's 999 bound variables
 _NEWEST = 2**62  # a seq above every real one: "no cursor" in timeline paging
+#: the largest BIGINT, and so the largest cursor a query can bind (SQLite's driver raises
+#: OverflowError above it): the API and the MCP tools declare it as the bound of ``before``
+MAX_SEQ = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,13 @@ class Match:
     open_case_count: int | None
 
 
+def holdable(value: str) -> bool:
+    """Whether a store can hold ``value``. PostgreSQL's text cannot hold a NUL character (the
+    driver refuses to send one), so no stored id or identifier has one: a read for a value with
+    one finds nothing in any store, without asking the database."""
+    return "\x00" not in value
+
+
 class Generation:
     """Reads of one published generation; its tables do not change while it is read."""
 
@@ -143,6 +153,8 @@ class Generation:
         return f"g{self.number}_{table.name}"
 
     def customer(self, customer_id: str) -> CustomerRow | None:
+        if not holdable(customer_id):
+            return None
         rows = self.store.query(
             f"SELECT {', '.join(CUSTOMER.columns)} FROM {self._t(CUSTOMER)} WHERE customer_id = ?",
             (customer_id,),
@@ -151,12 +163,16 @@ class Generation:
 
     def surviving_id(self, retired_id: str) -> str | None:
         """The id a retired customer_id lives on as today (merge chains are resolved)."""
+        if not holdable(retired_id):
+            return None
         rows = self.store.query(
             f"SELECT surviving_id FROM {self._t(RETIRED_ID)} WHERE retired_id = ?", (retired_id,)
         )
         return rows[0][0] if rows else None
 
     def lookup(self, kind: str, value: str) -> list[Match]:
+        if not holdable(value):
+            return []
         rows = self.store.query(
             f"SELECT c.customer_id, c.display_name, c.tier, c.open_case_count "
             f"FROM {self._t(LOOKUP_KEY)} k JOIN {self._t(CUSTOMER)} c "
@@ -182,6 +198,8 @@ class Generation:
         )
 
     def segment(self, name: str) -> tuple[str, int, str, str] | None:
+        if not holdable(name):
+            return None
         rows = self.store.query(
             f"SELECT name, members, consent_purpose, as_of FROM {self._t(SEGMENT)} WHERE name = ?",
             (name,),
