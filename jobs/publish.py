@@ -113,7 +113,7 @@ def publish(
         # them again once stored (publish_customers' unless_generation).
         frames = serving_frames(spark, settings)
         for table, frame in frames.items():
-            rows = publication.load(table, _rows(frame))
+            rows = publication.load(table, _bounded_rows(frame))
             if progress:
                 progress(f"publish: {rows} rows into {table.name}")
     summary = PublishSummary(
@@ -212,14 +212,21 @@ def _in_column_order(frames: Mapping[StoreTable, DataFrame]) -> dict[StoreTable,
 _ROWS_PER_FETCH = 25_000
 
 
-def _rows(frame: DataFrame) -> Iterator[Row]:
-    """The frame's rows, a bounded partition on the driver at a time; Spark starts when iterated.
+def _bounded_rows(frame: DataFrame) -> Iterator[Row]:
+    """A whole table's rows, a bounded partition on the driver at a time; Spark starts when
+    iterated.
 
     The count is cheap where it matters: Spark prunes it to the rows of the gold table under
     the frame (the JSON is not built), so only the fetch computes the rows.
     """
     partitions = max(1, math.ceil(frame.count() / _ROWS_PER_FETCH))
-    yield from frame.repartition(partitions).toLocalIterator(prefetchPartitions=True)
+    yield from _rows(frame.repartition(partitions))
+
+
+def _rows(frame: DataFrame) -> Iterator[Row]:
+    """The frame's rows, one partition on the driver at a time; Spark starts when iterated. A
+    micro-batch's customers are a few partitions' worth: no count, no repartition."""
+    yield from frame.toLocalIterator(prefetchPartitions=True)
 
 
 _CUSTOMER_INPUTS = (
