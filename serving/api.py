@@ -78,7 +78,7 @@ _Country = Annotated[
     str | None,
     Query(pattern=COUNTRY_CODE, description="ISO alpha-2 country of a national phone number"),
 ]
-_NO_NUL = r"^[^\x00]*$"  # a cursor is a customer_id, which holds no NUL (see store.base.holdable)
+_NO_NUL = r"^[^\x00]*$"  # a cursor is a customer_id, which holds no NUL (see store.base._holdable)
 _BEARER = HTTPBearer(auto_error=False, description="an API key from `omnicdp keys create`")
 _KEYED = (401, 403, 429, 503)  # what any keyed route may answer
 _STATUS_TEXT = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}

@@ -135,11 +135,11 @@ class Match:
     open_case_count: int | None
 
 
-def holdable(value: str) -> bool:
-    """Whether a store can hold ``value``. PostgreSQL's text cannot hold a NUL character (the
-    driver refuses to send one), so no stored id or identifier has one: a read for a value with
-    one finds nothing in any store, without asking the database."""
-    return "\x00" not in value
+def _holdable(params: Sequence[Any]) -> bool:
+    """Whether a store can hold every text in ``params``. PostgreSQL's text cannot hold a NUL
+    character (the driver refuses to send one), so no stored value has one: a read for a value
+    with one finds nothing in any store, without asking the database."""
+    return not any(isinstance(p, str) and "\x00" in p for p in params)
 
 
 class Generation:
@@ -153,8 +153,6 @@ class Generation:
         return f"g{self.number}_{table.name}"
 
     def customer(self, customer_id: str) -> CustomerRow | None:
-        if not holdable(customer_id):
-            return None
         rows = self.store.query(
             f"SELECT {', '.join(CUSTOMER.columns)} FROM {self._t(CUSTOMER)} WHERE customer_id = ?",
             (customer_id,),
@@ -163,16 +161,12 @@ class Generation:
 
     def surviving_id(self, retired_id: str) -> str | None:
         """The id a retired customer_id lives on as today (merge chains are resolved)."""
-        if not holdable(retired_id):
-            return None
         rows = self.store.query(
             f"SELECT surviving_id FROM {self._t(RETIRED_ID)} WHERE retired_id = ?", (retired_id,)
         )
         return rows[0][0] if rows else None
 
     def lookup(self, kind: str, value: str) -> list[Match]:
-        if not holdable(value):
-            return []
         rows = self.store.query(
             f"SELECT c.customer_id, c.display_name, c.tier, c.open_case_count "
             f"FROM {self._t(LOOKUP_KEY)} k JOIN {self._t(CUSTOMER)} c "
@@ -198,8 +192,6 @@ class Generation:
         )
 
     def segment(self, name: str) -> tuple[str, int, str, str] | None:
-        if not holdable(name):
-            return None
         rows = self.store.query(
             f"SELECT name, members, consent_purpose, as_of FROM {self._t(SEGMENT)} WHERE name = ?",
             (name,),
@@ -281,6 +273,10 @@ class ServingStore(ABC):
         return connection
 
     def query(self, text: str, params: Sequence[Any]) -> list[tuple]:
+        """Rows of a read; none, without a round trip, when a parameter holds what no stored
+        value can (``_holdable``)."""
+        if not _holdable(params):
+            return []
         return list(self._execute(self._reader(), text, params).fetchall())
 
     def _append(
