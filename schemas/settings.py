@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         8, description="spark.sql.shuffle.partitions; small data wants few"
     )
     driver_memory: str = Field("4g", description="spark.driver.memory for local runs")
+    spark_conf: dict[str, str] = Field(
+        {},
+        description="more Spark configuration, applied last (JSON object in the environment), "
+        'e.g. {"spark.sql.codegen.wholeStage": "false"}: on small data, compiling each query '
+        "costs more than running it",
+    )
     jars_dir: Path = Field(PROJECT_ROOT / ".jars", description="cache of the Delta JVM jars")
     stream_interval_seconds: float = Field(
         10.0, gt=0, description="`omnicdp stream`: seconds between micro-batch triggers"

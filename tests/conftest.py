@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -22,6 +23,18 @@ from serving.store.throwaway import server_binaries, throwaway_postgres
 _main = sys.modules["__main__"]
 if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
     _main.__file__ = "<pytest-xdist worker>"
+
+# Spark compiles each query to JVM code before it runs it. On the suite's lakehouses of a few
+# hundred rows that costs more than the query: an 80-person nightly build took 127 s compiled and
+# 93 s interpreted with adaptive execution off. Every Spark session of the suite runs so, in this
+# process and in every process it starts (the CLI, ``airflow dags test``, spark-submit), through
+# the setting users have for the same (``OMNICDP_SPARK_CONF``).
+SMALL_DATA_SPARK_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
+}
+os.environ["OMNICDP_SPARK_CONF"] = json.dumps(SMALL_DATA_SPARK_CONF)
 
 # py4j logs "Closing down clientserver connection" from a finalizer at interpreter exit, after
 # pytest closed its log streams, which prints a "Logging error" traceback under a green run.

@@ -97,6 +97,7 @@ def airflow_env(home: Path, settings: Settings) -> dict[str, str]:
         "OMNICDP_SPARK_MASTER": settings.spark_master,
         "OMNICDP_SHUFFLE_PARTITIONS": str(settings.shuffle_partitions),
         "OMNICDP_DRIVER_MEMORY": "2g",
+        "OMNICDP_SPARK_CONF": json.dumps(settings.spark_conf),
     }
 
 

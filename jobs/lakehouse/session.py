@@ -132,6 +132,8 @@ def get_spark(settings: Settings, app_name: str = "omnicdp") -> SparkSession:
         # one session took 57.9 s instead of 85.5 s (300-person benchmark lakehouse, local[2]).
         .config("spark.sql.codegen.cache.maxEntries", str(_CODEGEN_CACHE_ENTRIES))
     )
+    for key, value in settings.spark_conf.items():  # the user's word is the last
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir(str(settings.lakehouse / "_checkpoints" / "spark"))
