@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from jobs.lakehouse.session import get_spark
 from schemas.settings import Settings
 from serving.store.throwaway import server_binaries, throwaway_postgres
+from tests.airflow_runs import DailyRun, shared_nightly_run
 
 # pytest-xdist runs tests in workers whose ``__main__`` has neither ``__spec__`` nor ``__file__``.
 # PySpark takes that for a doctest run and exits the process (``sys.exit(0)``) when
@@ -74,3 +75,11 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(reason)
     with throwaway_postgres(binaries) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def nightly_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DailyRun:
+    """The session's one ``airflow dags test omnicdp_daily`` (:mod:`tests.airflow_runs`), in
+    the temp folder every pytest-xdist worker of this session shares. Read it; change a copy."""
+    root = tmp_path_factory.getbasetemp()
+    return shared_nightly_run(root if worker_id == "master" else root.parent)

@@ -4,9 +4,10 @@ The run is a real ``airflow dags test omnicdp_daily`` in a subprocess, as an ope
 it: its own AIRFLOW_HOME with the default SQLite metadata database (``airflow db migrate``
 first), the repository's ``dags/`` folder, and a lakehouse and landing folder in a temp dir
 holding a small simulated population. Every task runs in that one process, sharing one Spark
-session. It is the slowest test of the suite, so it runs once and the tests below read what
+session. It is the slowest thing the suite does, so it runs once per session
+(:mod:`tests.airflow_runs`, shared with the micro-batch tests) and the tests below read what
 it left: the task states in the metadata database, the Delta logs, the asset events and the
-Data Docs.
+Data Docs. The privacy DAG then runs on a copy of it, from its folder with relative paths.
 
 With ``OMNICDP_SPARK_SUBMIT=true`` the DAGs are checked to submit every Spark step, and one
 step (the privacy DAG's ``erase``, on a tiny lakehouse) runs through pyspark's real spark-submit.
@@ -16,26 +17,30 @@ from __future__ import annotations
 
 import ast
 import functools
+import io
 import json
 import os
 import re
 import secrets
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable as RustDeltaTable
+from deltalake import QueryBuilder
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.cli import main
 from jobs.privacy import IdentifierKind, request_erasure
-from jobs.simulate import simulate
 from schemas.catalog import (
     ALL_TABLES,
     ERASURE_REQUESTS,
@@ -50,16 +55,27 @@ from schemas.catalog import (
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_RECORDS, IDENTITY_XREF, INTERACTIONS
 from serving.store import open_store
+from tests.airflow_runs import (
+    AIRFLOW,
+    DAG_ID,
+    DAGS_FOLDER,
+    EMAIL,
+    REPO,
+    DailyRun,
+    airflow,
+    airflow_env,
+    copy_run,
+    migrated_home,
+    output_of,
+    returned_by,
+    task_states,
+)
 from tests.builders import frame, record, xref_rows
 
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
 
-REPO = Path(__file__).resolve().parents[1]
-DAGS_FOLDER = REPO / "dags"
 STEP_APPLICATION = REPO / "jobs" / "orchestration" / "spark_app" / "run_step.py"
-AIRFLOW = Path(sys.executable).parent / "airflow"
-DAG_ID = "omnicdp_daily"
 PIPELINE = (
     "ingest",
     "gate_bronze",
@@ -75,60 +91,6 @@ PIPELINE = (
 )
 IDENTITY_TABLES = stage_tables(Stage.IDENTITY)
 CURATED_TABLES = stage_tables(Stage.CURATED)
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-
-
-# --- running the airflow CLI (also used by test_gates) ---------------------------------------
-
-
-def airflow_env(home: Path, settings: Settings) -> dict[str, str]:
-    """The environment of an Airflow process for ``settings``' lakehouse, free of the caller's
-    own Airflow and omnicdp configuration."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OMNICDP_"))}
-    return {
-        **inherited,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # The worker imports jobs/, identity/ and expectations/ from this checkout.
-        "PYTHONPATH": str(REPO),
-        "OMNICDP_LAKEHOUSE": str(settings.lakehouse),
-        "OMNICDP_LANDING": str(settings.landing),
-        "OMNICDP_SPARK_MASTER": settings.spark_master,
-        "OMNICDP_SHUFFLE_PARTITIONS": str(settings.shuffle_partitions),
-        "OMNICDP_DRIVER_MEMORY": "2g",
-        "OMNICDP_SPARK_CONF": json.dumps(settings.spark_conf),
-    }
-
-
-def airflow(*args: str, env: dict[str, str], timeout: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(AIRFLOW), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def migrated_home(root: Path) -> Path:
-    """A fresh AIRFLOW_HOME whose SQLite metadata database is migrated (about 7 s)."""
-    home = root / "airflow"
-    env = airflow_env(home, Settings(lakehouse=root / "unused", landing=root / "unused"))
-    result = airflow("db", "migrate", env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return home
-
-
-def task_states(home: Path, dag_id: str = DAG_ID) -> dict[str, tuple[str, int]]:
-    """(state, try number) of every task of the DAG's latest run, from the metadata database."""
-    with sqlite3.connect(home / "airflow.db") as db:
-        rows = db.execute(
-            "SELECT task_id, state, try_number FROM task_instance WHERE run_id = "
-            "(SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
-            (dag_id,),
-        ).fetchall()
-    return {task_id: (state, tries) for task_id, state, tries in rows}
-
-
-def output_of(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout + result.stderr
 
 
 # --- DAG integrity -------------------------------------------------------------------------
@@ -336,26 +298,9 @@ def test_privacy_dag_with_spark_submit_erases_through_the_step_application(
 # --- one real run ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DailyRun:
-    result: subprocess.CompletedProcess[str]
-    home: Path
-    settings: Settings
-
-
 @pytest.fixture(scope="module")
-def daily_run(tmp_path_factory: pytest.TempPathFactory) -> DailyRun:
-    root = tmp_path_factory.mktemp("daily")
-    settings = Settings(
-        lakehouse=root / "lakehouse",
-        landing=root / "landing",
-        spark_master="local[2]",
-        shuffle_partitions=4,
-    )
-    simulate(settings.landing, people=150, seed=7, days=2)
-    home = migrated_home(root)
-    result = airflow("dags", "test", DAG_ID, env=airflow_env(home, settings), timeout=1200)
-    return DailyRun(result, home, settings)
+def daily_run(nightly_run: DailyRun) -> DailyRun:
+    return nightly_run
 
 
 def test_daily_run_succeeds_with_every_step_done_once(daily_run: DailyRun) -> None:
@@ -374,17 +319,6 @@ def rows_written_by_last_commit(table_path: str) -> int:
 def test_daily_run_leaves_every_gold_table(daily_run: DailyRun) -> None:
     for table in (*IDENTITY_TABLES, *CURATED_TABLES, GOLD_SEGMENT_MEMBERSHIP):
         assert rows_written_by_last_commit(table.path(daily_run.settings)) > 0, table.qualified_name
-
-
-def returned_by(home: Path, task_id: str, dag_id: str = DAG_ID) -> dict:
-    """The summary a task of the DAG's latest run returned (its XCom), from the metadata db."""
-    with sqlite3.connect(home / "airflow.db") as db:
-        (value,) = db.execute(
-            "SELECT value FROM xcom WHERE task_id = ? AND key = 'return_value' AND run_id = "
-            "(SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
-            (task_id, dag_id),
-        ).fetchone()
-    return json.loads(value)
 
 
 def test_daily_run_publishes_every_customer_to_the_serving_store(daily_run: DailyRun) -> None:
@@ -445,7 +379,7 @@ def test_daily_run_logs_no_email_addresses(daily_run: DailyRun) -> None:
     assert not EMAIL.search(output_of(daily_run.result))
 
 
-# --- the privacy DAG, on what the daily run left (so it runs after the tests above) ----------
+# --- the privacy DAG, on a copy of what the daily run left ------------------------------------
 
 
 @dataclass(frozen=True)
@@ -462,8 +396,11 @@ class Erased:
 
 
 @pytest.fixture(scope="module")
-def erased(daily_run: DailyRun, spark: SparkSession) -> Erased:
-    settings = daily_run.settings
+def erased(
+    daily_run: DailyRun, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> Erased:
+    run = copy_run(daily_run, tmp_path_factory.mktemp("privacy"))
+    settings = run.settings
     xref = spark.read.format("delta").load(GOLD_IDENTITY_XREF.path(settings))
     records = spark.read.format("delta").load(SILVER_CUSTOMER_RECORDS.path(settings))
     by_email, by_id = (
@@ -485,9 +422,18 @@ def erased(daily_run: DailyRun, spark: SparkSession) -> Erased:
         for r in records.join(theirs, "record_id").where(F.col("email").isNotNull()).collect()
     }
     assert len(record_ids) >= 4 and len(emails) >= 2  # what there is to erase, read before
-    env = {**airflow_env(daily_run.home, settings), "OMNICDP_ERASURE_RETENTION_HOURS": "0"}
-    result = airflow("dags", "test", "omnicdp_privacy", env=env, timeout=900)
-    return Erased(result, daily_run.home, settings, ids, record_ids, emails)
+    # From the lakehouse's parent folder with the paths relative, as the defaults are
+    # (``lakehouse``, ``landing``): Delta's path identifiers (REORG) must be absolute.
+    env = {
+        **airflow_env(run.home, settings),
+        "OMNICDP_LAKEHOUSE": settings.lakehouse.name,
+        "OMNICDP_LANDING": settings.landing.name,
+        "OMNICDP_ERASURE_RETENTION_HOURS": "0",
+    }
+    result = airflow(
+        "dags", "test", "omnicdp_privacy", env=env, timeout=900, cwd=settings.lakehouse.parent
+    )
+    return Erased(result, run.home, settings, ids, record_ids, emails)
 
 
 def mentions_of(erased: Erased, frame: DataFrame) -> Column | None:
@@ -565,6 +511,45 @@ def test_privacy_run_vacuums_the_versions_that_held_them(
         spark.read.format("delta").option("versionAsOf", 0).load(
             SILVER_CUSTOMER_RECORDS.path(erased.settings)
         ).select("email").collect()
+
+
+def test_privacy_run_leaves_them_in_no_version_another_reader_can_read(erased: Erased) -> None:
+    """delta-rs (no JVM, no Spark) opens every version of every table: those whose files the
+    vacuum removed cannot be read, which is the point; no other one holds an erased email."""
+    holding = [
+        f"{table.qualified_name}@{version}"
+        for table in ALL_TABLES
+        if Path(table.path(erased.settings)).exists()
+        for version, text in readable_versions(table.path(erased.settings))
+        if any(email in text for email in erased.emails)
+    ]
+    assert holding == []
+
+
+def readable_versions(path: str) -> Iterator[tuple[int, str]]:
+    """(version, its rows as lower-case text) of each version of the table delta-rs can read;
+    through its query engine, as the per-customer tables have deletion vectors."""
+    for version in range(RustDeltaTable(path).version() + 1):
+        try:
+            query = QueryBuilder().register("t", RustDeltaTable(path, version=version))
+            rows = pa.table(query.execute("SELECT * FROM t").read_all()).to_pylist()
+        except Exception as err:  # its files are vacuumed: nothing left to read
+            assert "not found" in str(err).lower() or "no such file" in str(err).lower()
+            continue
+        yield version, str(rows).lower()
+
+
+def test_segments_still_export_after_the_privacy_run(erased: Erased, tmp_path: Path) -> None:
+    """A segment's build counts outlive the erasure's commits to the membership table."""
+    built = returned_by(erased.home, "build_segments", DAG_ID)["segments"]
+    name = next(n for n, counts in built.items() if counts["members"])
+    output = tmp_path / "segment.csv"
+    lakehouse = ["--lakehouse", str(erased.settings.lakehouse)]
+    with redirect_stdout(io.StringIO()):
+        assert main([*lakehouse, "segment", "export", name, "--output", str(output)]) == 0
+    exported = output.read_text()
+    assert 0 < exported.count("\n") - 1 <= built[name]["members"]
+    assert not any(email in exported.lower() for email in erased.emails)
 
 
 def test_privacy_run_logs_no_email_addresses(erased: Erased) -> None:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable as RustDeltaTable
 from deltalake import QueryBuilder
@@ -34,13 +33,11 @@ from schemas.catalog import (
     ALL_TABLES,
     GOLD_AGENT_CONTEXT,
     GOLD_CUSTOMER_360,
-    GOLD_IDENTITY_XREF,
     GOLD_JOURNEY_METRICS,
     INGESTED_FILES,
     SILVER_CUSTOMER_RECORDS,
 )
 from schemas.settings import Settings
-from serving.store import open_store
 
 pytestmark = pytest.mark.e2e
 
@@ -222,79 +219,3 @@ def test_curate_killed_mid_write_leaves_the_last_version_and_a_rerun_completes_i
         after = RustDeltaTable(table.path(settings))
         assert after.version() > delta.version(), table.qualified_name
         assert rust_row_count(after) == rows[table], table.qualified_name
-
-
-# --- an erasure on the default relative lakehouse path (last: it vacuums every old version) ------
-
-
-def test_erasure_on_the_default_relative_path_leaves_the_person_in_no_version(
-    spark: SparkSession, demo_run: DemoRun, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """From the demo's folder with no lakehouse setting (``lakehouse``, relative, the default):
-    request, erase, vacuum; segments still export, and delta-rs finds the person's email in no
-    version of any table, nor in any data file left."""
-    settings = demo_run.settings
-    email = _a_customers_email(spark, settings)
-    assert _versions_holding(settings, email), "the person is not in the demo lakehouse"
-    monkeypatch.chdir(settings.lakehouse.parent)
-    for name in ("OMNICDP_LAKEHOUSE", "OMNICDP_LANDING", "OMNICDP_SERVING_URL", "OMNICDP_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OMNICDP_ERASURE_RETENTION_HOURS", "0")
-    segment = next(n for n, s in demo_run.summary["segments"].items() if s["members"])
-
-    with redirect_stdout(io.StringIO()):
-        assert main(["privacy", "request", "--email", email, "--request-id", "E2E-1"]) == 0
-        assert main(["privacy", "erase"]) == 0
-        assert main(["privacy", "vacuum"]) == 0
-        exported = main(["segment", "export", segment, "--output", str(tmp_path / "s.csv")])
-
-    assert exported == 0
-    assert _versions_holding(settings, email) == []
-    assert _data_files_holding(settings, email) == []
-    store = open_store(settings.resolved_serving_url)
-    assert store.current().lookup("email", email) == []
-    store.close()
-
-
-def _a_customers_email(spark: SparkSession, settings: Settings) -> str:
-    """The email of a customer with several records (so several tables hold them)."""
-    xref = spark.read.format("delta").load(GOLD_IDENTITY_XREF.path(settings))
-    records = spark.read.format("delta").load(SILVER_CUSTOMER_RECORDS.path(settings))
-    (row,) = (
-        records.where("email IS NOT NULL")
-        .join(xref.where("cluster_size > 2"), "record_id")
-        .orderBy("customer_id")
-        .select("email")
-        .limit(1)
-        .collect()
-    )
-    return row.email
-
-
-def _versions_holding(settings: Settings, email: str) -> list[str]:
-    """``table@version`` of every Delta version delta-rs can still read that holds ``email``
-    in any column (a version whose files a vacuum removed cannot be read, which is the point)."""
-    found = []
-    for table in ALL_TABLES:
-        path = table.path(settings)
-        if not Path(path).exists():
-            continue
-        for version in range(RustDeltaTable(path).version() + 1):
-            try:
-                rows = QueryBuilder().register("t", RustDeltaTable(path, version=version))
-                text = str(pa.table(rows.execute("SELECT * FROM t").read_all()).to_pylist())
-            except Exception as err:  # its files are vacuumed: nothing left to read
-                assert "not found" in str(err).lower() or "no such file" in str(err).lower()
-                continue
-            if email in text.lower():
-                found.append(f"{table.qualified_name}@{version}")
-    return found
-
-
-def _data_files_holding(settings: Settings, email: str) -> list[str]:
-    """Parquet files under the lakehouse that hold ``email``, read past every Delta log."""
-    return [
-        str(file)
-        for file in settings.lakehouse.rglob("*.parquet")
-        if "_delta_log" not in file.parts and email in str(pq.read_table(file).to_pylist()).lower()
-    ]

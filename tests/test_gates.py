@@ -52,8 +52,8 @@ from schemas.tables import (
 from schemas.types import DOUBLE, Field, Struct
 from serving.store import open_store
 from serving.store.base import CUSTOMER
+from tests.airflow_runs import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
 from tests.builders import frame, record_of, table_row, xref_row
-from tests.test_dags import DAG_ID, airflow, airflow_env, migrated_home, output_of, task_states
 from tests.test_ingest import pos_file
 
 SEEN = datetime(2026, 11, 1, 10, 0)

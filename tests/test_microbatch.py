@@ -1,9 +1,9 @@
 """Micro-batches end to end: new web and app events reach the serving store, exactly once.
 
-One small simulated lakehouse is built the nightly way (batch ingest, standardize, train,
-resolve, curate, segments, publish) from every file except the last day's web and app events.
-Those then land and go through ``omnicdp stream --once`` and ``omnicdp microbatch --once``, as
-the ``omnicdp_microbatch`` DAG runs them. Copies of the lakehouse try the rest: a micro-batch
+A copy of the session's nightly run (``airflow dags test omnicdp_daily``,
+:mod:`tests.airflow_runs`) holds every file except the last day's web and app events. Those
+land and go through ``omnicdp stream --once`` and ``omnicdp microbatch --once``, as the
+``omnicdp_microbatch`` DAG runs them. Copies of the lakehouse try the rest: a micro-batch
 killed half-way, and the nightly batch reconciling what the increments assigned.
 """
 
@@ -27,7 +27,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from identity import resolve_identities, train_model
+from identity import resolve_identities
 from identity.artifact import load_model
 from identity.engines import open_linker
 from identity.increment import _new_features, _score_new_records, _sharing_a_key
@@ -35,11 +35,8 @@ from identity.model import PREDICTION_BLOCKING_KEYS
 from identity.predict import LINK_MIN_PROBABILITY
 from jobs import microbatch
 from jobs.cli import main
-from jobs.curate import curate
 from jobs.ingest import ingest_batch
 from jobs.publish import publish
-from jobs.segments import build_segments
-from jobs.simulate import simulate
 from jobs.standardize import standardize, standardize_increment, touched_keys
 from schemas.catalog import (
     ALL_TABLES,
@@ -58,10 +55,19 @@ from schemas.catalog import (
 from schemas.settings import Settings
 from serving.store import open_store
 from serving.store.base import Generation
-from tests.test_dags import EMAIL, airflow, airflow_env, migrated_home, output_of, task_states
+from tests.airflow_runs import (
+    EMAIL,
+    HELD_SOURCES,
+    DailyRun,
+    airflow,
+    airflow_env,
+    copy_run,
+    migrated_home,
+    output_of,
+    task_states,
+)
 
-PEOPLE = 80
-HELD_SOURCES = ("web", "app")
+NEW_LOGIN = "first.login@example.com"
 WATCHED = (
     SILVER_CUSTOMER_RECORDS,
     SILVER_INTERACTIONS,
@@ -111,23 +117,26 @@ def copy_nightly(base: Lakehouse, workdir: Path) -> Settings:
     )
 
 
-def land_login(base: Lakehouse, settings: Settings, cookie_id: str, email: str) -> str:
-    """Land one web login event, dated the held day, as the day's only web file; its event id."""
+def land_logins(base: Lakehouse, settings: Settings, logins: list[tuple[str, str]]) -> list[str]:
+    """Land web login events (cookie id, email), dated the held day, as the day's only web
+    file; their event ids."""
     day = sorted(base.held.glob("web/*"))[-1].name
-    event_id = str(uuid.uuid4())
-    login = {
-        "event_id": event_id,
-        "ts": f"{day}T12:00:00+09:00",
-        "cookie_id": cookie_id,
-        "login_email": email,
-        "site_country": "KR",
-        "event_type": "login",
-        "page": "/account",
-    }
+    events = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "ts": f"{day}T12:00:00+09:00",
+            "cookie_id": cookie_id,
+            "login_email": email,
+            "site_country": "KR",
+            "event_type": "login",
+            "page": "/account",
+        }
+        for cookie_id, email in logins
+    ]
     landed = settings.landing / "web" / day / f"web_events_{day.replace('-', '')}.jsonl"
     landed.parent.mkdir(parents=True)
-    landed.write_text(json.dumps(login) + "\n")
-    return event_id
+    landed.write_text("".join(json.dumps(event) + "\n" for event in events))
+    return [event["event_id"] for event in events]
 
 
 def _held_days(base: Lakehouse):
@@ -147,29 +156,12 @@ def read(spark: SparkSession, settings: Settings, table: Table):
 
 
 @pytest.fixture(scope="module")
-def lakehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Lakehouse:
-    root = tmp_path_factory.mktemp("microbatch")
-    settings = Settings(
-        lakehouse=root / "lakehouse",
-        landing=root / "landing",
-        spark_master="local[2]",
-        shuffle_partitions=4,
-    )
-    simulate(settings.landing, people=PEOPLE, seed=11, days=3)
-    held = root / "held"
-    for source in HELD_SOURCES:
-        last_day = sorted((settings.landing / source).iterdir())[-1]
-        shutil.move(last_day, held / source / last_day.name)
-    ingest_batch(spark, settings)
-    standardize(spark, settings)
-    train_model(spark, settings)
-    resolve_identities(spark, settings)
-    curate(spark, settings)
-    build_segments(spark, settings)
-    publish(spark, settings)
-    nightly = root / "nightly"
-    shutil.copytree(settings.lakehouse, nightly)
-    return Lakehouse(settings, held, nightly)
+def lakehouse(nightly_run: DailyRun, tmp_path_factory: pytest.TempPathFactory) -> Lakehouse:
+    """A copy of the session's nightly run to carry micro-batches on; the run itself stays as
+    the nightly run left it."""
+    assert nightly_run.result.returncode == 0, output_of(nightly_run.result)[-5000:]
+    settings = copy_run(nightly_run, tmp_path_factory.mktemp("microbatch")).settings
+    return Lakehouse(settings, nightly_run.held, nightly_run.settings.lakehouse)
 
 
 @pytest.fixture(scope="module")
@@ -415,14 +407,25 @@ def test_no_table_history_holds_a_record_id(spark: SparkSession, incremented: In
     assert not any(leaks.values()), leaks
 
 
-@pytest.mark.usefixtures("same_session_env")
-def test_re_attributing_anonymous_events_rewrites_only_the_files_holding_them(
-    spark: SparkSession, incremented: Incremented, tmp_path: Path
-) -> None:
-    """A cookie that browsed anonymously logs in: its earlier events, stored without a record,
-    are re-attributed by a MERGE, which rewrites every file holding one of them. The nightly
-    write keeps anonymous events in files of their own, so it rewrites some files, not all."""
-    settings = copy_nightly(incremented.base, tmp_path)
+@dataclass(frozen=True)
+class LoggedIn:
+    """One micro-batch of two web logins, on a copy of the nightly lakehouse, with a full
+    publish run between serving its customers and storing them in gold."""
+
+    settings: Settings
+    nightly_silver: int  # silver.interactions' version the nightly run left
+    # A cookie that browsed anonymously logs in with NEW_LOGIN, and a new cookie logs in with
+    # the email of a resolved web record, whose customer this is:
+    known_customer: str
+    known_event: str
+    served_before: int  # the store's generation before the micro-batch
+
+
+@pytest.fixture(scope="module")
+def logged_in(
+    spark: SparkSession, incremented: Incremented, tmp_path_factory: pytest.TempPathFactory
+) -> LoggedIn:
+    settings = copy_nightly(incremented.base, tmp_path_factory.mktemp("logged_in"))
     bronze = read(spark, settings, bronze_table("web"))
     cookie = (
         bronze.where(F.col("cookie_id").isNotNull())
@@ -433,14 +436,46 @@ def test_re_attributing_anonymous_events_rewrites_only_the_files_holding_them(
         .first()
         .cookie_id
     )
-    land_login(incremented.base, settings, cookie, "first.login@example.com")
-    path = SILVER_INTERACTIONS.path(settings)
+    known = (  # a web record's key is its login email
+        read(spark, settings, GOLD_IDENTITY_XREF)
+        .where(F.col("source") == "web")
+        .orderBy("record_id")
+        .first()
+    )
+    _, known_event = land_logins(
+        incremented.base,
+        settings,
+        [(cookie, NEW_LOGIN), (str(uuid.uuid4()), known.record_id.removeprefix("web:"))],
+    )
+    store = open_store(settings.resolved_serving_url)
+    served_before = store.current().number
+    store.close()
     nightly = version(spark, settings, SILVER_INTERACTIONS)
+    store_rows = microbatch.store_customer_rows
 
-    assert cli(settings, "stream", "--once") == 0
-    assert cli(settings, "microbatch", "--once") == 0
+    def publish_then_store(spark: SparkSession, settings: Settings, *args: object) -> object:
+        publish(spark, settings)
+        return store_rows(spark, settings, *args)
 
-    commits = DeltaTable.forPath(spark, path).history().where(F.col("version") > nightly)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMNICDP_SPARK_MASTER", "local[2]")
+        patch.setenv("OMNICDP_SHUFFLE_PARTITIONS", "4")
+        patch.setattr(microbatch, "store_customer_rows", publish_then_store)
+        assert cli(settings, "stream", "--once") == 0
+        assert cli(settings, "microbatch", "--once") == 0
+    return LoggedIn(settings, nightly, known.customer_id, known_event, served_before)
+
+
+def test_re_attributing_anonymous_events_rewrites_only_the_files_holding_them(
+    spark: SparkSession, logged_in: LoggedIn
+) -> None:
+    """A cookie that browsed anonymously logs in: its earlier events, stored without a record,
+    are re-attributed by a MERGE, which rewrites every file holding one of them. The nightly
+    write keeps anonymous events in files of their own, so it rewrites some files, not all."""
+    path = SILVER_INTERACTIONS.path(logged_in.settings)
+    commits = (
+        DeltaTable.forPath(spark, path).history().where(F.col("version") > logged_in.nightly_silver)
+    )
     updates = [
         c for c in commits.collect() if int(c.operationMetrics.get("numTargetRowsUpdated", 0))
     ]
@@ -449,43 +484,21 @@ def test_re_attributing_anonymous_events_rewrites_only_the_files_holding_them(
     before = spark.read.format("delta").option("versionAsOf", merge.version - 1).load(path)
     removed = int(merge.operationMetrics["numTargetFilesRemoved"])
     assert 0 < removed < len(before.inputFiles()), (removed, before.inputFiles())
+    attributed = read(spark, logged_in.settings, SILVER_INTERACTIONS).where(
+        F.col("record_id") == f"web:{NEW_LOGIN}"
+    )
+    assert attributed.count() >= 3  # the login and the cookie's two or more earlier events
 
 
-@pytest.mark.usefixtures("same_session_env")
 def test_a_publish_between_serving_and_storing_does_not_lose_the_micro_batch(
-    spark: SparkSession,
-    incremented: Incremented,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    logged_in: LoggedIn,
 ) -> None:
     """A full ``omnicdp publish`` that runs after a micro-batch served its customers and before
     it stored them in gold publishes gold without them; the micro-batch serves them again."""
-    settings = copy_nightly(incremented.base, tmp_path)
-    known = (  # a web record's key is its login email
-        read(spark, settings, GOLD_IDENTITY_XREF)
-        .where(F.col("source") == "web")
-        .orderBy("record_id")
-        .first()
-    )
-    customer_id = known.customer_id
-    event_id = land_login(
-        incremented.base, settings, str(uuid.uuid4()), known.record_id.removeprefix("web:")
-    )
-    store = open_store(settings.resolved_serving_url)
-    served_before = store.current().number
-    store_rows = microbatch.store_customer_rows
-
-    def publish_then_store(spark: SparkSession, settings: Settings, *args: object) -> object:
-        publish(spark, settings)
-        return store_rows(spark, settings, *args)
-
-    monkeypatch.setattr(microbatch, "store_customer_rows", publish_then_store)
-    assert cli(settings, "stream", "--once") == 0
-    assert cli(settings, "microbatch", "--once") == 0
-
+    store = open_store(logged_in.settings.resolved_serving_url)
     generation = store.current()
-    assert generation.number == served_before + 1  # the publish ran, in between
-    assert f"web:{event_id}" in timeline_ids(generation, customer_id)
+    assert generation.number == logged_in.served_before + 1  # the publish ran, in between
+    assert f"web:{logged_in.known_event}" in timeline_ids(generation, logged_in.known_customer)
     store.close()
 
 
