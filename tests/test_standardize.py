@@ -57,6 +57,9 @@ def silver(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dic
                 "T2,S01,KR,1,2026-11-02 09:00:00,L1,Kim Minji 😀,,A2:home:1:1000|A3:beauty:2:500,"
                 "2000.00,KRW",
                 "T3,S01,KR,1,2026-11-02 09:30:00,,,,A4:grocery:1:700,700.00,KRW",
+                # baskets a till should not write: no ":" at all (1 MB of it), an empty line
+                f"T4,S01,KR,1,2026-11-02 09:40:00,,,,{'X' * 1_000_000},1.00,KRW",
+                "T5,S01,KR,1,2026-11-02 09:50:00,,,,A5:toys:1:100||,100.00,KRW",
             ]
         )
         + "\n",
@@ -167,6 +170,13 @@ def silver(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dic
             "text": "Sorry! Email us at help@brand.com",
             "sentiment": "0.2",
         },
+        {  # a million characters before the email: scanned once, not once per character
+            "message_id": "M3",
+            "ts": "2026-11-01T07:10:00+09:00",
+            "handle": "@longpost",
+            "direction": "inbound",
+            "text": "X" * 1_000_000 + " write to long.post@example.com",
+        },
     ]
     write(day / "social" / "2026-11-01" / "social.jsonl", "\n".join(map(json.dumps, social)) + "\n")
     ingest_batch(spark, settings)
@@ -188,6 +198,7 @@ def test_one_record_per_source_key_with_standardized_values(silver: dict) -> Non
         "app:A9",
         "call_center:K1",
         "social:minjik92",
+        "social:longpost",
     }
     pos = records["pos:L1"]
     assert (pos.full_name, pos.first_name, pos.last_name) == ("kim minji", "kim", "minji")
@@ -244,3 +255,12 @@ def test_standardize_is_idempotent(spark: SparkSession, silver: dict) -> None:
     standardize(spark, settings)
     again = spark.read.format("delta").load(SILVER_CUSTOMER_RECORDS.path(settings)).collect()
     assert {r.record_id: r for r in again} == silver["records"]
+
+
+def test_values_standardize_cannot_use_are_their_rows_problem(silver: dict) -> None:
+    """A basket line without a category gives none (the step goes on); a million-character
+    message is scanned in linear time for the email it ends with."""
+    events = silver["interactions"]
+    assert events["pos:T4"].categories is None
+    assert events["pos:T5"].categories == "toys"
+    assert silver["records"]["social:longpost"].email == "long.post@example.com"
