@@ -35,7 +35,7 @@ SMALL_DATA_SPARK_CONF = {
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false",
 }
-os.environ["OMNICDP_SPARK_CONF"] = json.dumps(SMALL_DATA_SPARK_CONF)
+os.environ.setdefault("OMNICDP_SPARK_CONF", json.dumps(SMALL_DATA_SPARK_CONF))
 
 # py4j logs "Closing down clientserver connection" from a finalizer at interpreter exit, after
 # pytest closed its log streams, which prints a "Logging error" traceback under a green run.
