@@ -26,8 +26,9 @@ if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
     _main.__file__ = "<pytest-xdist worker>"
 
 # Spark compiles each query to JVM code before it runs it. On the suite's lakehouses of a few
-# hundred rows that costs more than the query: an 80-person nightly build took 127 s compiled and
-# 93 s interpreted with adaptive execution off. Every Spark session of the suite runs so, in this
+# hundred rows that costs more than the query: an 80-person nightly build used 210 CPU-seconds
+# compiled and 158 interpreted with adaptive execution off (on two cores, where the suite is bound
+# by CPU: 115 s and 90 s of wall time). Every Spark session of the suite runs so, in this
 # process and in every process it starts (the CLI, ``airflow dags test``, spark-submit), through
 # the setting users have for the same (``OMNICDP_SPARK_CONF``).
 SMALL_DATA_SPARK_CONF = {
