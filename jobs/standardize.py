@@ -62,7 +62,8 @@ _STITCH_GROUP = "_stitch_group"
 # An email in free text. It starts where a run of local-part characters starts (the look-behind)
 # and takes the run whole (possessive ``++``, as "@" is not in it): a message of a million such
 # characters is scanned once, where backtracking into the run from every position of it took
-# quadratic time (14 minutes and counting on one social message).
+# quadratic time (#30 reports a 1,000,000-character message still running after 14 minutes; in
+# Python's engine the old pattern took 0.28 s at 10,000 characters and 0.83 s at 20,000).
 _EMAIL_IN_TEXT = (
     r"(?<![A-Za-z0-9._%+'-])"
     r"([A-Za-z0-9._%+'-]++@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
